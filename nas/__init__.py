@@ -1,0 +1,1 @@
+"""Search controllers, rewards, proxy training and the `nas` command line."""

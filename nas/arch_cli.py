@@ -1,0 +1,83 @@
+"""`nas arch show|stats|sample|export`: look at, count, sample and export architectures."""
+from __future__ import annotations
+
+import json
+import random
+
+import pandas as pd
+
+from search_spaces.counting import count, layer_counts
+from search_spaces.errors import UserError
+from search_spaces.ir import load_arch
+from search_spaces.space import get_space
+
+
+def register(sub) -> None:
+    arch = sub.add_parser("arch", help="inspect, sample and export architectures").add_subparsers(
+        dest="arch_command", required=True)
+    arch_help = "a reference name, an IR JSON file, or an IR string"
+
+    p = arch.add_parser("show", help="table of layers with shapes, params and MACs")
+    p.add_argument("arch", help=arch_help)
+    p.set_defaults(func=show)
+
+    p = arch.add_parser("stats", help="total params and MACs")
+    p.add_argument("arch", help=arch_help)
+    p.add_argument("--json", action="store_true", help='print {"params": ..., "macs": ...}')
+    p.set_defaults(func=stats)
+
+    p = arch.add_parser("sample", help="print random architectures of a space as IR strings")
+    p.add_argument("--space", default="mnv3")
+    p.add_argument("--n", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=sample)
+
+    p = arch.add_parser("export", help="write an ONNX file (fresh weights)")
+    p.add_argument("arch", help=arch_help)
+    p.add_argument("--onnx", required=True, metavar="FILE")
+    p.set_defaults(func=export)
+
+
+def layer_table(arch) -> pd.DataFrame:
+    rows = [{"layer": r.name, "kind": r.kind, "in": "x".join(map(str, r.in_shape)),
+             "out": "x".join(map(str, r.out_shape)), "params": r.params, "macs": r.macs}
+            for r in layer_counts(arch)]
+    return pd.DataFrame(rows)
+
+
+def show(args) -> int:
+    arch = load_arch(args.arch)
+    table = layer_table(arch)
+    print(arch.name or arch.to_string())
+    print(table.to_string(index=False))
+    total = count(arch)
+    print(f"total: {total['params']:,} params, {total['macs'] / 1e6:.1f}M MACs at {arch.resolution}x{arch.resolution}")
+    return 0
+
+
+def stats(args) -> int:
+    total = count(load_arch(args.arch))
+    if args.json:
+        print(json.dumps(total))
+    else:
+        print(f"params {total['params']:,}  MACs {total['macs']:,}")
+    return 0
+
+
+def sample(args) -> int:
+    if args.n < 1:
+        raise UserError("--n must be at least 1")
+    space = get_space(args.space)
+    rng = random.Random(args.seed)
+    for _ in range(args.n):
+        print(space.decode(space.sample(rng)).to_string())
+    return 0
+
+
+def export(args) -> int:
+    from search_spaces.onnx_export import export_onnx
+
+    arch = load_arch(args.arch)
+    export_onnx(arch, args.onnx)
+    print(f"wrote {args.onnx}")
+    return 0

@@ -1,0 +1,349 @@
+"""The architecture IR: a stem, a list of blocks with explicit channel counts, a head.
+
+Every other part of the project (latency tables, search, NetAdapt) speaks this IR.
+An `Arch` round-trips through a JSON document (`to_dict`/`from_dict`) and through a
+compact one-line string (`to_string`/`from_string`) that fits in a CSV cell:
+
+    r224_n1000|stem:c16_k3_s2_hswish|ir:i16_o16_m16_k3_s1_relu_r|ir:i16_o24_m64_k3_s2_relu|...
+    |head:mnv3_c960_f1280_hswish
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from search_spaces.errors import UserError
+
+ACTIVATIONS = ("relu", "relu6", "hswish")
+GATES = ("hsigmoid", "sigmoid")
+BLOCK_OPS = ("ir", "conv")  # inverted residual (MBConv / depthwise-separable), plain kxk conv
+HEAD_TYPES = ("mnv2", "mnv3")
+
+
+class ArchError(UserError):
+    """An IR document that does not describe a valid network."""
+
+
+@dataclass(frozen=True)
+class SE:
+    """Squeeze-and-excitation: pool, 1x1 conv to `squeeze`, ReLU, 1x1 conv back, gate."""
+
+    squeeze: int
+    gate: str = "hsigmoid"
+
+
+@dataclass(frozen=True)
+class Stem:
+    out: int
+    kernel: int = 3
+    stride: int = 2
+    act: str = "hswish"
+
+
+@dataclass(frozen=True)
+class Block:
+    """One searchable layer.
+
+    op "ir": inverted residual; `mid == in` means no expansion conv (this is the
+    depthwise-separable conv). op "conv": plain kxk conv + BN + act (`mid` unused, equals
+    `out`). SE acts on the expanded channels (ir) or the output (conv).
+    """
+
+    op: str
+    in_: int
+    out: int
+    mid: int
+    kernel: int
+    stride: int
+    act: str
+    se: SE | None = None
+    residual: bool = False
+
+
+@dataclass(frozen=True)
+class Head:
+    """mnv2: 1x1 conv+BN+act, pool, classifier. mnv3: 1x1 conv+BN+act, pool, FC (no BN)
+    to `hidden`, act, classifier."""
+
+    type: str
+    conv: int
+    act: str
+    hidden: int | None = None
+    dropout: float = 0.2
+
+
+@dataclass(frozen=True)
+class Arch:
+    stem: Stem
+    blocks: tuple[Block, ...]
+    head: Head
+    resolution: int = 224
+    num_classes: int = 1000
+    in_channels: int = 3
+    name: str | None = field(default=None, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "blocks", tuple(self.blocks))
+        validate(self)
+
+    # ---- JSON -------------------------------------------------------------
+    def to_dict(self) -> dict:
+        blocks = []
+        for b in self.blocks:
+            d = asdict(b)
+            d["in"] = d.pop("in_")
+            blocks.append({"op": d["op"], "in": d["in"], "out": d["out"], "mid": d["mid"],
+                           "kernel": d["kernel"], "stride": d["stride"], "act": d["act"],
+                           "se": d["se"], "residual": d["residual"]})
+        doc = {"resolution": self.resolution, "num_classes": self.num_classes,
+               "in_channels": self.in_channels, "stem": asdict(self.stem), "blocks": blocks,
+               "head": asdict(self.head)}
+        if self.name:
+            doc["name"] = self.name
+        return doc
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> "Arch":
+        if not isinstance(doc, dict):
+            raise ArchError("architecture document must be a JSON object")
+        try:
+            stem = Stem(**_only(doc["stem"], Stem, "stem"))
+            blocks = []
+            for i, b in enumerate(doc["blocks"]):
+                b = dict(b)
+                if "in" not in b:
+                    raise ArchError(f"block {i}: missing field 'in'")
+                b["in_"] = b.pop("in")
+                se = b.get("se")
+                if se is not None:
+                    if not isinstance(se, dict):
+                        raise ArchError(f"block {i}: field 'se' must be null or {{squeeze, gate}}")
+                    b["se"] = SE(**_only(se, SE, f"block {i} se"))
+                blocks.append(Block(**_only(b, Block, f"block {i}")))
+            head = Head(**_only(doc["head"], Head, "head"))
+        except KeyError as e:
+            raise ArchError(f"missing field {e.args[0]!r}") from None
+        except TypeError as e:
+            raise ArchError(f"malformed document: {e}") from None
+        extra = set(doc) - {"stem", "blocks", "head", "resolution", "num_classes", "in_channels", "name"}
+        if extra:
+            raise ArchError(f"unknown field(s) {sorted(extra)}")
+        return cls(stem=stem, blocks=tuple(blocks), head=head,
+                   resolution=doc.get("resolution", 224), num_classes=doc.get("num_classes", 1000),
+                   in_channels=doc.get("in_channels", 3), name=doc.get("name"))
+
+    @classmethod
+    def from_json(cls, text: str) -> "Arch":
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ArchError(f"not valid JSON: {e}") from None
+        return cls.from_dict(doc)
+
+    # ---- one-line string ----------------------------------------------------
+    def to_string(self) -> str:
+        parts = [f"r{self.resolution}_n{self.num_classes}" + ("" if self.in_channels == 3 else f"_x{self.in_channels}")]
+        s = self.stem
+        parts.append(f"stem:c{s.out}_k{s.kernel}_s{s.stride}_{s.act}")
+        for b in self.blocks:
+            t = f"{b.op}:i{b.in_}_o{b.out}_m{b.mid}_k{b.kernel}_s{b.stride}_{b.act}"
+            if b.se is not None:
+                t += f"_se{b.se.squeeze}{b.se.gate[0]}"
+            if b.residual:
+                t += "_r"
+            parts.append(t)
+        h = self.head
+        t = f"head:{h.type}_c{h.conv}" + (f"_f{h.hidden}" if h.hidden is not None else "") + f"_{h.act}"
+        if h.dropout != 0.2:
+            t += f"_d{h.dropout:g}"
+        parts.append(t)
+        return "|".join(parts)
+
+    @classmethod
+    def from_string(cls, text: str) -> "Arch":
+        parts = text.strip().split("|")
+        if len(parts) < 3:
+            raise ArchError("architecture string needs at least 'r.._n..|stem:..|head:..'")
+        g = _tokens(parts[0], "header")
+        stem = _parse_stem(parts[1])
+        blocks = tuple(_parse_block(p, i) for i, p in enumerate(parts[2:-1]))
+        head = _parse_head(parts[-1])
+        return cls(stem=stem, blocks=blocks, head=head, resolution=g.int("r"),
+                   num_classes=g.int("n"), in_channels=g.int("x", 3))
+
+    # ---- convenience --------------------------------------------------------
+    def replace(self, **changes) -> "Arch":
+        return replace(self, **changes)
+
+    @property
+    def last_channels(self) -> int:
+        return self.blocks[-1].out if self.blocks else self.stem.out
+
+
+def _only(d: dict, cls, where: str) -> dict:
+    if not isinstance(d, dict):
+        raise ArchError(f"{where}: must be a JSON object")
+    known = set(cls.__dataclass_fields__)
+    extra = set(d) - known
+    if extra:
+        raise ArchError(f"{where}: unknown field(s) {sorted(extra)}")
+    return d
+
+
+class _Tokens:
+    def __init__(self, flags: set[str], values: dict[str, str], where: str):
+        self.flags, self.values, self.where = flags, values, where
+
+    def int(self, key: str, default: int | None = None) -> int:
+        if key not in self.values:
+            if default is not None:
+                return default
+            raise ArchError(f"{self.where}: missing '{key}<number>'")
+        try:
+            return int(self.values[key])
+        except ValueError:
+            raise ArchError(f"{self.where}: '{key}{self.values[key]}' is not an integer") from None
+
+    def act(self) -> str:
+        acts = self.flags & set(ACTIVATIONS)
+        if len(acts) != 1:
+            unknown = self.flags - set(ACTIVATIONS) - {"r"}
+            hint = f" (unknown token(s) {sorted(unknown)})" if unknown else ""
+            raise ArchError(f"{self.where}: needs exactly one activation of {ACTIVATIONS}{hint}")
+        return acts.pop()
+
+
+_TOKEN = re.compile(r"^([a-z]+?)(-?[0-9.]+)([a-z]?)$")
+
+
+def _tokens(text: str, where: str, known_flags=ACTIVATIONS + ("r",)) -> _Tokens:
+    flags, values = set(), {}
+    for tok in text.split("_"):
+        if tok in known_flags:
+            flags.add(tok)
+            continue
+        m = _TOKEN.match(tok)
+        if not m:
+            raise ArchError(f"{where}: cannot read token {tok!r}")
+        key, num, suffix = m.groups()
+        values[key] = num + suffix
+    return _Tokens(flags, values, where)
+
+
+def _split(part: str, kind: str, where: str) -> str:
+    head, sep, rest = part.partition(":")
+    if not sep or head != kind:
+        raise ArchError(f"{where}: expected '{kind}:...', got {part!r}")
+    return rest
+
+
+def _parse_stem(part: str) -> Stem:
+    t = _tokens(_split(part, "stem", "stem"), "stem")
+    return Stem(out=t.int("c"), kernel=t.int("k"), stride=t.int("s"), act=t.act())
+
+
+def _parse_block(part: str, i: int) -> Block:
+    where = f"block {i}"
+    op, sep, rest = part.partition(":")
+    if not sep or op not in BLOCK_OPS:
+        raise ArchError(f"{where}: unknown op {op!r} (expected one of {BLOCK_OPS})")
+    t = _tokens(rest, where)
+    se = None
+    if "se" in t.values:
+        raw = t.values.pop("se")
+        gate = {"h": "hsigmoid", "s": "sigmoid"}.get(raw[-1:])
+        if gate is None or not raw[:-1].isdigit():
+            raise ArchError(f"{where}: se token must look like se24h (hsigmoid) or se8s (sigmoid)")
+        se = SE(int(raw[:-1]), gate)
+    return Block(op=op, in_=t.int("i"), out=t.int("o"), mid=t.int("m"), kernel=t.int("k"),
+                 stride=t.int("s"), act=t.act(), se=se, residual="r" in t.flags)
+
+
+def _parse_head(part: str) -> Head:
+    rest = _split(part, "head", "head")
+    kind, _, rest = rest.partition("_")
+    if kind not in HEAD_TYPES:
+        raise ArchError(f"head: unknown type {kind!r} (expected one of {HEAD_TYPES})")
+    t = _tokens(rest, "head")
+    dropout = float(t.values.get("d", 0.2))
+    hidden = t.int("f") if "f" in t.values else None
+    return Head(type=kind, conv=t.int("c"), act=t.act(), hidden=hidden, dropout=dropout)
+
+
+def _positive(where: str, name: str, value) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ArchError(f"{where}: field '{name}' must be a positive integer, got {value!r}")
+
+
+def validate(arch: Arch) -> None:
+    """Raise ArchError naming the block and the field of the first problem found."""
+    _positive("arch", "resolution", arch.resolution)
+    _positive("arch", "num_classes", arch.num_classes)
+    _positive("arch", "in_channels", arch.in_channels)
+    s = arch.stem
+    for f in ("out", "kernel", "stride"):
+        _positive("stem", f, getattr(s, f))
+    if s.act not in ACTIVATIONS:
+        raise ArchError(f"stem: field 'act' is {s.act!r}, expected one of {ACTIVATIONS}")
+    prev = s.out
+    for i, b in enumerate(arch.blocks):
+        where = f"block {i}"
+        if b.op not in BLOCK_OPS:
+            raise ArchError(f"{where}: field 'op' is {b.op!r}, expected one of {BLOCK_OPS}")
+        for f, v in (("in", b.in_), ("out", b.out), ("mid", b.mid), ("kernel", b.kernel), ("stride", b.stride)):
+            _positive(where, f, v)
+        if b.kernel % 2 == 0:
+            raise ArchError(f"{where}: field 'kernel' must be odd, got {b.kernel}")
+        if b.stride not in (1, 2):
+            raise ArchError(f"{where}: field 'stride' must be 1 or 2, got {b.stride}")
+        if b.in_ != prev:
+            raise ArchError(f"{where}: field 'in' is {b.in_} but the previous layer outputs {prev} channels")
+        if b.act not in ACTIVATIONS:
+            raise ArchError(f"{where}: field 'act' is {b.act!r}, expected one of {ACTIVATIONS}")
+        if b.op == "conv" and b.mid != b.out:
+            raise ArchError(f"{where}: field 'mid' must equal 'out' for a plain conv block")
+        if b.se is not None:
+            _positive(f"{where} se", "squeeze", b.se.squeeze)
+            if b.se.gate not in GATES:
+                raise ArchError(f"{where}: field 'se.gate' is {b.se.gate!r}, expected one of {GATES}")
+        if not isinstance(b.residual, bool):
+            raise ArchError(f"{where}: field 'residual' must be true or false")
+        if b.residual and (b.stride != 1 or b.in_ != b.out):
+            raise ArchError(f"{where}: field 'residual' needs stride 1 and in == out "
+                            f"(stride {b.stride}, in {b.in_}, out {b.out})")
+        prev = b.out
+    h = arch.head
+    if h.type not in HEAD_TYPES:
+        raise ArchError(f"head: field 'type' is {h.type!r}, expected one of {HEAD_TYPES}")
+    _positive("head", "conv", h.conv)
+    if h.act not in ACTIVATIONS:
+        raise ArchError(f"head: field 'act' is {h.act!r}, expected one of {ACTIVATIONS}")
+    if h.type == "mnv3":
+        _positive("head", "hidden", h.hidden)
+    elif h.hidden is not None:
+        raise ArchError("head: field 'hidden' is only used by the mnv3 head")
+    if not (isinstance(h.dropout, (int, float)) and 0 <= h.dropout < 1):
+        raise ArchError(f"head: field 'dropout' must be in [0, 1), got {h.dropout!r}")
+
+
+def load_arch(spec: str) -> Arch:
+    """Resolve ARCH as the CLI accepts it: a reference name, an IR JSON file, or an IR string."""
+    from search_spaces.references import REFERENCES, reference
+
+    spec = spec.strip()
+    if spec in REFERENCES:
+        return reference(spec)
+    if "|" in spec:
+        return Arch.from_string(spec)
+    if spec.startswith("{"):
+        return Arch.from_json(spec)
+    path = Path(spec)
+    if path.is_file():
+        return Arch.from_json(path.read_text())
+    raise UserError(f"unknown architecture {spec!r}: not a reference name "
+                    f"({', '.join(sorted(REFERENCES))}), an existing JSON file, or an IR string")
