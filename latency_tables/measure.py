@@ -1,0 +1,173 @@
+"""Timing ONNX models: onnxruntime on this machine, or a user command for another device.
+
+Timing on a shared CPU is noisy (medians jump between two levels when another process
+runs), so models are timed in interleaved rounds: every round runs each model of the
+batch a few times in a fresh random order, until each median is stable or its time
+budget is spent. A slow phase then hits all models alike instead of biasing a few.
+"""
+from __future__ import annotations
+
+import os
+import random
+import re
+import shlex
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from search_spaces.errors import UserError
+
+STATS = ("mean_ms", "median_ms", "p10_ms", "p90_ms", "std_ms", "count")
+
+
+def summarize(samples_ms) -> dict:
+    """Robust summary of one model's timed runs (the table's statistics columns)."""
+    x = np.asarray(samples_ms, dtype=float)
+    return {"mean_ms": float(x.mean()), "median_ms": float(np.median(x)),
+            "p10_ms": float(np.percentile(x, 10)), "p90_ms": float(np.percentile(x, 90)),
+            "std_ms": float(x.std()), "count": int(x.size)}
+
+
+def pin_cpus(threads: int) -> None:
+    """Pin this process to `threads` CPUs (where the OS allows it) so the scheduler does not
+    move the timed thread between cores mid-run."""
+    if hasattr(os, "sched_setaffinity"):
+        cpus = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, cpus[-threads:] if threads <= len(cpus) else cpus)
+
+
+@dataclass
+class Budget:
+    """How long to time each model: warm-up runs, then rounds until the median is stable."""
+
+    warmup: int = 2
+    runs_per_round: int = 1       # one run per round: like inside a network, other ops ran in between
+    min_rounds: int = 8
+    max_rounds: int = 40
+    max_seconds: float = 0.12     # timed seconds per model before stopping early
+    rel_tol: float = 0.01         # stable: median of the first half within 1% of the median of all
+
+
+class OnnxRuntimeRunner:
+    """Times models with onnxruntime on this machine: fixed threads, sequential execution."""
+
+    name = "onnxruntime"
+
+    def __init__(self, threads: int = 1, budget: Budget | None = None, seed: int = 0):
+        import onnxruntime as ort
+
+        if threads < 1:
+            raise UserError(f"--threads must be at least 1, got {threads}")
+        self.ort, self.threads, self.budget = ort, threads, budget or Budget()
+        self.rng = random.Random(seed)
+        pin_cpus(threads)
+
+    @property
+    def version(self) -> str:
+        return self.ort.__version__
+
+    def session(self, model):
+        so = self.ort.SessionOptions()
+        so.intra_op_num_threads = self.threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = self.ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = self.ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3
+        return self.ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+    def measure(self, models: list) -> list[list[float]]:
+        """Timed samples (ms) of each model, interleaved in rounds."""
+        b = self.budget
+        runs = []
+        for model in models:
+            sess = self.session(model)
+            inp = sess.get_inputs()[0]
+            feed = {inp.name: np.random.default_rng(0).standard_normal(inp.shape).astype(np.float32)}
+            for _ in range(b.warmup):
+                sess.run(None, feed)
+            runs.append((sess, feed))
+        samples = [[] for _ in models]
+        spent = [0.0] * len(models)
+        active = list(range(len(models)))
+        for rnd in range(b.max_rounds):
+            self.rng.shuffle(active)
+            for i in active:
+                sess, feed = runs[i]
+                for _ in range(b.runs_per_round):
+                    t0 = time.perf_counter()
+                    sess.run(None, feed)
+                    samples[i].append((time.perf_counter() - t0) * 1e3)
+                spent[i] += sum(samples[i][-b.runs_per_round:]) / 1e3
+            if rnd + 1 >= b.min_rounds:
+                active = [i for i in active if not self._done(samples[i], spent[i])]
+            if not active:
+                break
+        return samples
+
+    def _done(self, x: list[float], spent: float) -> bool:
+        b = self.budget
+        if spent >= b.max_seconds:
+            return True
+        half, now = np.median(x[:len(x) // 2]), np.median(x)
+        return abs(now - half) <= b.rel_tol * now
+
+
+_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+
+
+class CommandRunner:
+    """Times models with a user command (a phone over adb, a board over ssh).
+
+    The template gets `{model}` replaced by an ONNX file path and must print the latency in
+    milliseconds; the last number it prints is taken. Each model is run `repeats` times,
+    interleaved across the batch like the onnxruntime runner.
+    """
+
+    name = "command"
+
+    def __init__(self, template: str, repeats: int = 3, timeout: float = 600, seed: int = 0):
+        if not template or "{model}" not in template:
+            raise UserError("--command must contain {model}, the place for the ONNX file path")
+        self.template, self.repeats, self.timeout = template, repeats, timeout
+        self.rng = random.Random(seed)
+        self.version = "command"
+
+    def run_one(self, path: Path) -> float:
+        cmd = self.template.replace("{model}", shlex.quote(str(path)))
+        try:
+            out = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            raise UserError(f"latency command timed out after {self.timeout:g} s: {cmd}") from None
+        numbers = _NUMBER.findall(out.stdout)
+        if out.returncode != 0 or not numbers:
+            reason = (out.stderr.strip().splitlines() or ["no output"])[-1]
+            raise UserError(f"latency command failed (exit {out.returncode}, {reason!r}): {cmd}")
+        return float(numbers[-1])
+
+    def measure(self, models: list) -> list[list[float]]:
+        import onnx
+
+        samples = [[] for _ in models]
+        with tempfile.TemporaryDirectory(prefix="nas-latency-") as tmp:
+            paths = []
+            for i, model in enumerate(models):
+                paths.append(Path(tmp) / f"op{i}.onnx")
+                onnx.save(model, paths[-1])
+            order = list(range(len(models)))
+            for _ in range(self.repeats):
+                self.rng.shuffle(order)
+                for i in order:
+                    samples[i].append(self.run_one(paths[i]))
+        return samples
+
+
+def make_runner(kind: str, threads: int = 1, command: str | None = None, budget: Budget | None = None):
+    if kind == "onnxruntime":
+        return OnnxRuntimeRunner(threads, budget)
+    if kind == "command":
+        return CommandRunner(command or "")
+    raise UserError(f"unknown runner {kind!r} (expected onnxruntime or command)")

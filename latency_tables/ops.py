@@ -1,0 +1,168 @@
+"""Latency-table ops: the IR's layers with their input size, as hashable keys.
+
+An op is one layer of an `Arch` (the stem, one block, or the head) plus what its cost
+depends on outside the layer itself: the input height/width (and, for the stem and the
+head, the input channels and number of classes). Its key is the layer's own one-line IR
+form followed by `@` and that context, so keys read like the IR strings users already know:
+
+    stem:c16_k3_s2_hswish@r224_x3
+    ir:i24_o24_m72_k3_s1_relu_r@r56
+    head:mnv3_c960_f1280_hswish@r7_x160_n1000
+"""
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, replace
+from functools import cached_property
+
+from search_spaces.counting import block_count, conv_out, layer_counts
+from search_spaces.errors import UserError
+from search_spaces.ir import Arch, ArchError, Block, Head, Stem, _parse_block, _parse_head, _parse_stem
+from search_spaces.space import SearchSpace
+
+_CONTEXT = re.compile(r"^r(\d+)(?:_x(\d+))?(?:_n(\d+))?$")
+
+
+@dataclass(frozen=True)
+class Op:
+    """One layer at one input size; `key` is its canonical text form."""
+
+    layer: Stem | Block | Head
+    hw: int                 # input height = width
+    cin: int                # input channels
+    num_classes: int = 0    # head only
+
+    @property
+    def kind(self) -> str:
+        return {Stem: "stem", Block: "block", Head: "head"}[type(self.layer)]
+
+    @cached_property
+    def key(self) -> str:
+        if isinstance(self.layer, Stem):
+            s = self.layer
+            return f"stem:c{s.out}_k{s.kernel}_s{s.stride}_{s.act}@r{self.hw}_x{self.cin}"
+        if isinstance(self.layer, Block):
+            b = self.layer  # the IR's block token (Arch.to_string); the block carries its input channels
+            se = f"_se{b.se.squeeze}{b.se.gate[0]}" if b.se is not None else ""
+            return (f"{b.op}:i{b.in_}_o{b.out}_m{b.mid}_k{b.kernel}_s{b.stride}_{b.act}{se}"
+                    f"{'_r' if b.residual else ''}@r{self.hw}")
+        h = self.layer
+        return (f"head:{h.type}_c{h.conv}" + (f"_f{h.hidden}" if h.hidden is not None else "")
+                + f"_{h.act}@r{self.hw}_x{self.cin}_n{self.num_classes}")
+
+    def __str__(self) -> str:
+        return self.key
+
+    def macs(self) -> int:
+        return op_macs(self)
+
+
+def parse_key(key: str) -> Op:
+    """Op of a key string; UserError saying what is wrong with a malformed key."""
+    if isinstance(key, Op):
+        return key
+    layer_text, sep, context = str(key).partition("@")
+    m = _CONTEXT.match(context)
+    if not sep or not m:
+        raise UserError(f"malformed op key {key!r}: expected LAYER@r<hw>[_x<cin>][_n<classes>]")
+    hw, cin, ncls = int(m[1]), m[2] and int(m[2]), m[3] and int(m[3])
+    try:
+        kind = layer_text.partition(":")[0]
+        if kind == "stem":
+            layer = _parse_stem(layer_text)
+        elif kind == "head":
+            layer = replace(_parse_head(layer_text), dropout=0.2)
+        else:
+            layer = _parse_block(layer_text, 0)
+            cin = layer.in_
+    except ArchError as e:
+        raise UserError(f"malformed op key {key!r}: {e}") from None
+    if not cin or (kind == "head" and not ncls):
+        raise UserError(f"malformed op key {key!r}: {'stem' if kind == 'stem' else 'head'} keys need "
+                        f"_x<in channels>{' and _n<classes>' if kind == 'head' else ''}")
+    return Op(layer, hw, cin, ncls or 0)
+
+
+def arch_ops(arch: Arch) -> list[tuple[str, Op]]:
+    """(layer name, op) for every layer of `arch` at `arch.resolution`, in network order."""
+    ops = [("stem", Op(arch.stem, arch.resolution, arch.in_channels))]
+    hw = conv_out(arch.resolution, arch.stem.kernel, arch.stem.stride)
+    for i, b in enumerate(arch.blocks):
+        ops.append((f"block{i}", Op(b, hw, b.in_)))
+        hw = conv_out(hw, b.kernel, b.stride)
+    head = replace(arch.head, dropout=0.2)  # dropout does not change inference cost
+    ops.append(("head", Op(head, hw, arch.last_channels, arch.num_classes)))
+    return ops
+
+
+def op_macs(op: Op) -> int:
+    """Multiply-adds of one op, from the project's counting code."""
+    if isinstance(op.layer, Block):
+        return block_count(op.layer, op.hw)[1]
+    if isinstance(op.layer, Stem):
+        arch = Arch(op.layer, (), Head("mnv2", 8, "relu"), resolution=op.hw, in_channels=op.cin)
+        return layer_counts(arch)[0].macs
+    arch = Arch(Stem(op.cin, 1, 1, "relu"), (), op.layer, resolution=op.hw, num_classes=op.num_classes)
+    return layer_counts(arch)[-1].macs
+
+
+def op_module(op: Op):
+    """(torch module, input shape) of an op, built with the project's builder."""
+    from search_spaces.builder import ClassifierHead, build_block, build_stem
+
+    if isinstance(op.layer, Stem):
+        module = build_stem(op.layer, op.cin)
+    elif isinstance(op.layer, Block):
+        module = build_block(op.layer)
+    else:
+        module = ClassifierHead(op.layer, op.cin, op.num_classes)
+    return module.eval(), (1, op.cin, op.hw, op.hw)
+
+
+def op_onnx(op: Op):
+    """The op alone as an ONNX model (composed directly, milliseconds)."""
+    from search_spaces.onnx_export import module_to_onnx
+
+    module, shape = op_module(op)
+    return module_to_onnx(module, shape, graph_name=op.kind)
+
+
+def stage_blocks(space: SearchSpace, s: int, cin: int, choice: tuple) -> list[Block]:
+    """Blocks of stage `s` for one stage choice (op, kernel, se, act, skip, width, depth)."""
+    return space._stage_blocks(s, cin, choice)
+
+
+def stage_inputs(space: SearchSpace, resolution: int | None = None) -> list[int]:
+    """Input height/width of every stage (fixed by the skeleton's strides)."""
+    r = resolution or space.resolution
+    hw = conv_out(r, space.stem.kernel, space.stem.stride)
+    sizes = []
+    for st in space.stages:
+        sizes.append(hw)
+        hw = conv_out(hw, 3, st.stride)  # kernel size does not change the output size (same padding)
+    sizes.append(hw)
+    return sizes
+
+
+def space_ops(space: SearchSpace, resolution: int | None = None) -> list[Op]:
+    """Every distinct op reachable in `space` at `resolution`, in a stable order."""
+    r = resolution or space.resolution
+    sizes = stage_inputs(space, r)
+    ops = {Op(space.stem, r, 3): None}
+    cins = [space.stem.out]
+    for s in range(len(space.stages)):
+        ds = space.stage_decisions(s)
+        widths = ds[5].choices
+        for cin in cins:
+            for choice in itertools.product(*(d.choices for d in ds[:6])):
+                # depth only repeats the second block: two blocks cover every op of the stage
+                depth = min(2, max(ds[6].choices))
+                hw = sizes[s]
+                for b in stage_blocks(space, s, cin, choice + (depth,)):
+                    ops[Op(b, hw, b.in_)] = None
+                    hw = conv_out(hw, b.kernel, b.stride)
+        cins = list(widths)
+    for cin in cins:
+        ops[Op(space.head, sizes[-1], cin, space.num_classes)] = None
+    return list(ops)

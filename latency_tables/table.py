@@ -1,0 +1,252 @@
+"""`LatencyTable`: one latency per op, its device's metadata, and lookups for whole networks.
+
+A table is a pandas DataFrame (one row per op key) plus a metadata dict, saved as one
+CSV file whose first line is `# nas-latency-table <metadata JSON>`. The latency of an
+architecture is the sum over its ops plus the table's end-to-end term
+(`(scale - 1) * sum + offset_ms`, fitted on whole networks measured end to end).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import os
+import platform
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from latency_tables.measure import STATS
+from latency_tables.ops import Op, arch_ops, parse_key
+from search_spaces.errors import UserError
+from search_spaces.ir import Arch
+
+SCHEMA_VERSION = 1
+HEADER = "# nas-latency-table "
+COLUMNS = ["key", "kind", "hw", "cin", "cout", "macs", *STATS, "source"]
+SOURCES = ("measured", "model")
+REQUIRED_META = ("device", "cpu", "cores", "runtime", "runtime_version", "threads", "resolution",
+                 "date", "space", "schema_version", "statistic", "network_term")
+NO_TERM = {"scale": 1.0, "offset_ms": 0.0, "calibrated": False}
+
+
+def machine_fingerprint() -> dict:
+    """What makes a measurement on this machine comparable: CPU model, cores, runtime version."""
+    import onnxruntime as ort
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "runtime": "onnxruntime", "runtime_version": ort.__version__}
+
+
+def new_metadata(device: str, space: str, resolution: int, threads: int, runtime: str = "onnxruntime",
+                 **extra) -> dict:
+    meta = {"device": device, **machine_fingerprint(), "threads": threads, "resolution": resolution,
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "space": space,
+            "schema_version": SCHEMA_VERSION, "statistic": "median_ms", "network_term": dict(NO_TERM)}
+    if runtime != "onnxruntime":
+        meta.update(runtime=runtime, runtime_version=extra.pop("runtime_version", "unknown"),
+                    cpu=extra.pop("cpu", "unknown"), cores=extra.pop("cores", None))
+    meta.update(extra)
+    return meta
+
+
+def op_row(op: Op, stats: dict, source: str) -> dict:
+    layer = op.layer
+    cout = getattr(layer, "out", None) or (op.num_classes if op.kind == "head" else None)
+    return {"key": op.key, "kind": op.kind, "hw": op.hw, "cin": op.cin, "cout": cout, "macs": op.macs(),
+            **stats, "source": source}
+
+
+class LatencyTable:
+    """Per-op latencies of one device; see the module docstring for the file format."""
+
+    def __init__(self, rows: pd.DataFrame | list[dict] | None, metadata: dict, path: str | Path | None = None):
+        df = pd.DataFrame(rows if rows is not None else [], columns=COLUMNS)
+        self.df = df.drop_duplicates("key", keep="last").reset_index(drop=True)
+        self.metadata = metadata
+        self.path = Path(path) if path is not None else None
+        self.autosave = False      # local_cpu: write ops measured on the spot back to the cache
+        self._runner = None
+        self._model = None
+        self._ms = dict(zip(self.df["key"], self.df[self.statistic].astype(float)))
+
+    # ---- properties ---------------------------------------------------------
+    @property
+    def statistic(self) -> str:
+        return self.metadata.get("statistic", "median_ms")
+
+    @property
+    def network_term(self) -> dict:
+        return self.metadata.get("network_term") or dict(NO_TERM)
+
+    @property
+    def is_local(self) -> bool:
+        """True when this table was measured with onnxruntime on a machine like this one."""
+        if self.metadata.get("runtime") != "onnxruntime":
+            return False
+        here = machine_fingerprint()
+        return all(self.metadata.get(k) == here[k] for k in ("cpu", "cores", "runtime_version"))
+
+    @property
+    def op_model(self):
+        if self._model is None and self.metadata.get("op_model"):
+            from latency_tables.model import OpModel
+            self._model = OpModel.from_dict(self.metadata["op_model"])
+        return self._model
+
+    def __len__(self) -> int:
+        return len(self.df)
+
+    def __contains__(self, key) -> bool:
+        return str(key) in self._ms
+
+    # ---- lookups --------------------------------------------------------------
+    def query_op(self, key: str | Op) -> float:
+        """Latency (ms) of one op; a missing op is measured here or predicted by the model."""
+        key = str(key)
+        if key not in self._ms:
+            self.add_missing([parse_key(key)])
+        return self._ms[key]
+
+    def per_layer(self, arch: Arch) -> pd.DataFrame:
+        """One row per layer (layer, key, ms, source), plus the end-to-end term as a last row."""
+        self._check_resolution(arch)
+        ops = arch_ops(arch)
+        self.add_missing([op for _, op in ops])
+        source = dict(zip(self.df["key"], self.df["source"]))
+        rows = [{"layer": name, "key": op.key, "ms": self._ms[op.key], "source": source[op.key]} for name, op in ops]
+        term = self.network_term
+        total = sum(r["ms"] for r in rows)
+        rows.append({"layer": "network", "key": "end-to-end term", "source": "fitted" if term["calibrated"] else "none",
+                     "ms": (term["scale"] - 1) * total + term["offset_ms"]})
+        return pd.DataFrame(rows)
+
+    def query_total(self, arch: Arch) -> float:
+        """Latency (ms) of the whole network: its ops plus the end-to-end term."""
+        return float(self.per_layer(arch)["ms"].sum())
+
+    def predict_many(self, archs, space=None) -> np.ndarray:
+        """Latency (ms) of many networks: a list of Arch, or (with `space`) an array of decision
+        vectors of that space, which is fully vectorized (see `latency_tables.fast`)."""
+        if space is not None:
+            from latency_tables.fast import SpacePredictor
+            return SpacePredictor.for_table(self, space).predict(archs)
+        archs = list(archs)
+        return np.array([self.query_total(a) for a in archs], dtype=float)
+
+    def _check_resolution(self, arch: Arch) -> None:
+        r = self.metadata.get("resolution")
+        if not self.is_local and r and arch.resolution != r:
+            raise UserError(f"table {self.metadata.get('device')!r} is for {r}x{r} inputs; the architecture "
+                            f"is {arch.resolution}x{arch.resolution} (use arch.replace(resolution={r}))")
+
+    # ---- missing ops ----------------------------------------------------------
+    def add_missing(self, ops: list[Op]) -> None:
+        """Measure (local table) or model the ops not in the table; UserError if neither is possible."""
+        missing = list(dict.fromkeys(op for op in ops if op.key not in self._ms))
+        if not missing:
+            return
+        if self.is_local:
+            from latency_tables.build import measure_ops
+            rows = measure_ops(missing, self.runner())
+        elif self.op_model is not None:
+            rows = [op_row(op, self.op_model.stats(op), "model") for op in missing]
+        else:
+            raise UserError(f"op {missing[0].key} is not in the latency table of device "
+                            f"{self.metadata.get('device')!r}, which has no per-op model and was not "
+                            f"measured on this machine" + (f" ({len(missing) - 1} more missing)" if len(missing) > 1 else ""))
+        self.add_rows(rows)
+        if self.autosave and self.path is not None:
+            self.save(self.path)
+
+    def add_rows(self, rows: list[dict]) -> None:
+        new = pd.DataFrame(rows, columns=COLUMNS)
+        self.df = pd.concat([self.df[~self.df["key"].isin(new["key"])], new], ignore_index=True)
+        self._ms.update(zip(new["key"], new[self.statistic].astype(float)))
+
+    def runner(self):
+        if self._runner is None:
+            from latency_tables.measure import OnnxRuntimeRunner
+            self._runner = OnnxRuntimeRunner(int(self.metadata.get("threads", 1)))
+        return self._runner
+
+    # ---- files ----------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write metadata line + CSV atomically (temp file + os.replace)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "w") as f:
+            f.write(HEADER + json.dumps(self.metadata, sort_keys=True) + "\n")
+            self.df.to_csv(f, index=False, float_format="%.6g")
+        os.replace(tmp, path)
+        self.path = path
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "LatencyTable":
+        """Read and validate a table file; UserError saying what is wrong with a broken one."""
+        path = Path(path)
+        where = f"latency table {path}"
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            raise UserError(f"{where}: no such file") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise UserError(f"{where}: cannot read ({e})") from None
+        first, _, body = text.partition("\n")
+        if not first.startswith(HEADER):
+            raise UserError(f"{where}: first line must be '{HEADER.strip()} {{metadata JSON}}'")
+        try:
+            meta = json.loads(first[len(HEADER):])
+        except json.JSONDecodeError as e:
+            raise UserError(f"{where}: metadata line is not valid JSON ({e})") from None
+        try:
+            df = pd.read_csv(io.StringIO(body))
+        except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+            raise UserError(f"{where}: not a readable CSV ({str(e).strip()})") from None
+        validate(df, meta, where)
+        return cls(df, meta, path)
+
+
+def validate(df: pd.DataFrame, meta: dict, where: str) -> None:
+    """Raise UserError naming the first schema problem of a table."""
+    if not isinstance(meta, dict):
+        raise UserError(f"{where}: metadata must be a JSON object")
+    missing = [k for k in REQUIRED_META if k not in meta]
+    if missing:
+        raise UserError(f"{where}: metadata lacks {', '.join(missing)}")
+    if meta["schema_version"] != SCHEMA_VERSION:
+        raise UserError(f"{where}: schema version {meta['schema_version']!r}, this program reads {SCHEMA_VERSION}")
+    if meta["statistic"] not in STATS[:4]:
+        raise UserError(f"{where}: metadata statistic {meta['statistic']!r} is not one of {STATS[:4]}")
+    cols = [c for c in COLUMNS if c not in df.columns]
+    if cols:
+        raise UserError(f"{where}: missing column(s) {', '.join(cols)}")
+    for c in ("hw", "cin", "macs", *STATS):
+        if not pd.api.types.is_numeric_dtype(df[c]):
+            bad = df[c][pd.to_numeric(df[c], errors="coerce").isna() & df[c].notna()]
+            raise UserError(f"{where}: column {c} has a non-number {bad.iloc[0]!r} (row {bad.index[0] + 1})")
+    stat = df[meta["statistic"]]
+    bad = df.index[stat.isna() | (stat <= 0)]
+    if len(bad):
+        raise UserError(f"{where}: row {bad[0] + 1} ({df['key'][bad[0]]}): {meta['statistic']} must be a positive number")
+    bad = df.index[~df["source"].isin(SOURCES)]
+    if len(bad):
+        raise UserError(f"{where}: row {bad[0] + 1}: source {df['source'][bad[0]]!r} is not one of {SOURCES}")
+    dup = df["key"][df["key"].duplicated()]
+    if len(dup):
+        raise UserError(f"{where}: op {dup.iloc[0]} appears twice")
+    for i, key in enumerate(df["key"]):
+        try:
+            parse_key(key)
+        except UserError as e:
+            raise UserError(f"{where}: row {i + 1}: {e}") from None
