@@ -1,0 +1,195 @@
+"""Channel surgery on the IR and on a trained `Net`: remove channels, keep the rest intact.
+
+A *unit* is a set of channels that must go together so the network stays valid:
+- `mid:bI`: the expanded channels of inverted-residual block I (expand conv out, its BN,
+  depthwise conv and BN, SE fc1 in / fc2 out, project conv in);
+- `width:...`: one feature-map width shared by a producer (the stem or a block that is
+  not residual) and the residual blocks after it, whose identity shortcuts add into the
+  same tensor; the consumers (the next block's input conv, or the head conv) lose the
+  same input channels.
+Each unit is described as (state_dict key, axis) slices, so trimming a trained network is
+`index_select` on exactly those tensors and a copy of everything else.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+from search_spaces.builder import Net
+from search_spaces.ir import Arch, Block
+
+STEP = 8        # channels are cut in multiples of 8 (MobileNet widths are multiples of 8)
+MIN_WIDTH = 8   # never trim a unit below this many channels
+_BN = ("weight", "bias", "running_mean", "running_var")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """`kind` "mid": `blocks == (i,)`. `kind` "width": `producer` (-1 = stem) writes the
+    tensor, `blocks` are the residual blocks that add into it, `consumer` (None = head) reads it."""
+
+    kind: str
+    name: str
+    width: int
+    blocks: tuple[int, ...]
+    producer: int | None = None
+    consumer: int | None = None
+
+
+def _has_expand(b: Block) -> bool:
+    return b.op == "ir" and b.mid != b.in_
+
+
+def units(arch: Arch) -> list[Unit]:
+    """Every trimmable unit of `arch`: the widths first, then the mid channels, in network order."""
+    widths_, blocks, producer = [], arch.blocks, -1
+    while producer is not None:
+        members, i = [], producer + 1
+        while i < len(blocks) and blocks[i].residual:
+            members.append(i)
+            i += 1
+        names = ["stem" if producer == -1 else f"b{producer}"] + [f"b{j}" for j in members]
+        width = arch.stem.out if producer == -1 else blocks[producer].out
+        consumer = i if i < len(blocks) else None
+        widths_.append(Unit("width", "width:" + "-".join(dict.fromkeys([names[0], names[-1]])), width,
+                            tuple(members), producer, consumer))
+        producer = consumer
+    mids = [Unit("mid", f"mid:b{i}", b.mid, (i,)) for i, b in enumerate(blocks) if _has_expand(b)]
+    return widths_ + mids
+
+
+def find_unit(arch: Arch, name: str) -> Unit:
+    for u in units(arch):
+        if u.name == name:
+            return u
+    raise KeyError(name)
+
+
+# ---- the IR side ---------------------------------------------------------------
+def resize(arch: Arch, unit: Unit, width: int) -> Arch | None:
+    """`arch` with the unit at `width` channels; None if that would change the network's
+    structure (a block whose expand conv would vanish because mid would equal in)."""
+    blocks = list(arch.blocks)
+    stem = arch.stem
+    if unit.kind == "mid":
+        i = unit.blocks[0]
+        blocks[i] = replace(blocks[i], mid=width)
+    else:
+        def narrowed(b: Block, inp: bool, out: bool) -> Block:
+            changes = {}
+            if inp:
+                changes["in_"] = width
+                if b.op == "ir" and not _has_expand(b):
+                    changes["mid"] = width  # depthwise-separable: mid is the input width
+            if out:
+                changes["out"] = width
+                if b.op == "conv":
+                    changes["mid"] = width
+            return replace(b, **changes)
+
+        if unit.producer == -1:
+            stem = replace(stem, out=width)
+        else:
+            blocks[unit.producer] = narrowed(blocks[unit.producer], False, True)
+        for j in unit.blocks:
+            blocks[j] = narrowed(blocks[j], True, True)
+        if unit.consumer is not None:
+            blocks[unit.consumer] = narrowed(blocks[unit.consumer], True, False)
+    if any(_has_expand(a) != _has_expand(b) for a, b in zip(arch.blocks, blocks)):
+        return None
+    return arch.replace(stem=stem, blocks=tuple(blocks))
+
+
+def widths(arch: Arch, unit: Unit):
+    """Candidate widths in order of increasing cut: width-8, width-16, ... down to MIN_WIDTH,
+    each paired with the resized Arch (widths that would change the structure are skipped)."""
+    w = unit.width - STEP
+    while w >= MIN_WIDTH:
+        new = resize(arch, unit, w)
+        if new is not None:
+            yield w, new
+        w -= STEP
+
+
+# ---- the weights side ------------------------------------------------------------
+def _bn(prefix: str) -> list[tuple[str, int]]:
+    return [(f"{prefix}.{p}", 0) for p in _BN]
+
+
+def _se(prefix: str) -> list[tuple[str, int]]:
+    return [(f"{prefix}.fc1.weight", 1), (f"{prefix}.fc2.weight", 0), (f"{prefix}.fc2.bias", 0)]
+
+
+def _writes(arch: Arch, i: int) -> list[tuple[str, int]]:
+    """Slices that produce block i's output channels (or the stem's, i = -1)."""
+    if i == -1:
+        return [("stem.0.weight", 0)] + _bn("stem.1")
+    b, p = arch.blocks[i], f"blocks.{i}"
+    if b.op == "conv":
+        return [(f"{p}.conv.0.weight", 0)] + _bn(f"{p}.conv.1") + (_se(f"{p}.se") if b.se else [])
+    return [(f"{p}.project.0.weight", 0)] + _bn(f"{p}.project.1")
+
+
+def _mid(arch: Arch, i: int) -> list[tuple[str, int]]:
+    """Slices of block i's expanded channels after the expand conv (depthwise, SE, project in)."""
+    p = f"blocks.{i}"
+    return ([(f"{p}.dw.0.weight", 0)] + _bn(f"{p}.dw.1") + (_se(f"{p}.se") if arch.blocks[i].se else [])
+            + [(f"{p}.project.0.weight", 1)])
+
+
+def _reads(arch: Arch, i: int | None) -> list[tuple[str, int]]:
+    """Slices that consume block i's input channels (i = None: the head)."""
+    if i is None:
+        return [("head.conv.0.weight", 1)]
+    b, p = arch.blocks[i], f"blocks.{i}"
+    if b.op == "conv":
+        return [(f"{p}.conv.0.weight", 1)]
+    if _has_expand(b):
+        return [(f"{p}.expand.0.weight", 1)]
+    return _mid(arch, i)
+
+
+def slices(arch: Arch, unit: Unit) -> list[tuple[str, int]]:
+    """Every (state_dict key, axis) whose entries along `axis` are the unit's channels."""
+    if unit.kind == "mid":
+        i = unit.blocks[0]
+        return [(f"blocks.{i}.expand.0.weight", 0)] + _bn(f"blocks.{i}.expand.1") + _mid(arch, i)
+    out = _writes(arch, unit.producer)
+    for j in unit.blocks:
+        out += _reads(arch, j) + _writes(arch, j)
+    return out + _reads(arch, unit.consumer)
+
+
+def _filters(arch: Arch, unit: Unit) -> list[str]:
+    """Conv weights whose output filters (axis 0) create the unit's channels."""
+    if unit.kind == "mid":
+        return [f"blocks.{unit.blocks[0]}.expand.0.weight"]
+    return [_writes(arch, i)[0][0] for i in (unit.producer, *unit.blocks)]
+
+
+def channel_scores(model: Net, unit: Unit) -> torch.Tensor:
+    """L2 norm of each channel's filters (summed in square over all convs writing the channel)."""
+    state = model.state_dict()
+    sq = sum(state[k].detach().flatten(1).pow(2).sum(1) for k in _filters(model.arch, unit))
+    return sq.sqrt()
+
+
+def keep_indices(model: Net, unit: Unit, width: int) -> torch.Tensor:
+    """The `width` channels with the largest filter norm, in their original order."""
+    return channel_scores(model, unit).topk(width).indices.sort().values
+
+
+def trim(model: Net, unit: Unit, width: int) -> Net:
+    """A new Net with the unit cut to `width` channels (largest filter norms kept), all other
+    weights copied unchanged. `unit` must come from `units()` of an Arch with the same blocks."""
+    new_arch = resize(model.arch, unit, width)
+    if new_arch is None:
+        raise ValueError(f"{unit.name}: width {width} would remove a block's expand conv")
+    keep = keep_indices(model, unit, width)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    for key, axis in slices(model.arch, unit):
+        state[key] = state[key].index_select(axis, keep)
+    new = Net(new_arch)
+    new.load_state_dict(state)
+    return new
