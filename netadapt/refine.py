@@ -1,0 +1,297 @@
+"""The NetAdapt loop (Yang et al. 2018, as used for MobileNetV3): trim, fine-tune, pick, repeat.
+
+Every iteration must save `step_ratio x` the starting latency (times `step_decay` per
+iteration: NetAdapt's decaying schedule; 1.0 is MobileNetV3's constant 0.01|L|), never
+going below the budget. Each unit proposes its smallest cut that meets the goal per the
+latency table; each proposal is fine-tuned briefly and the one with the best accuracy
+(`accuracy`) or the best accuracy change per millisecond saved (`slope`) is kept.
+After each iteration the state is written atomically, so a killed run resumes from the
+last finished iteration. Training runs on `for_proxy(arch, resolution)`; latency is
+always that of the deployment architecture.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from nas.data import load_data
+from nas.training import TrainConfig, TrainingDiverged, evaluate, train
+from netadapt.proposals import proposals
+from netadapt.run_dir import load_winner, read_json
+from netadapt.surgery import trim
+from search_spaces.builder import Net
+from search_spaces.errors import UserError
+from search_spaces.ir import Arch
+from search_spaces.proxy import for_proxy
+
+OBJECTIVES = ("slope", "accuracy")
+STATE_VERSION = 1
+
+
+@dataclass
+class Settings:
+    """Everything that decides a refinement's result (a resumed run must use the same)."""
+
+    target: str
+    data: str
+    resolution: int
+    train_subset: int | None = None
+    seed: int = 0
+    target_latency: float | None = None   # ms; overrides target_ratio
+    target_ratio: float = 0.8
+    step_ratio: float = 0.01
+    step_decay: float = 1.0
+    short_term_steps: int = 20
+    long_term_epochs: float = 1.0
+    objective: str = "slope"
+    batch_size: int = 128
+    lr: float = 0.01
+    optimizer: str = "sgd"
+    weight_decay: float = 4e-5
+    label_smoothing: float = 0.1
+    flip: bool = True
+
+    def check(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise UserError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if self.target_latency is not None and self.target_latency <= 0:
+            raise UserError(f"--target-latency must be positive, got {self.target_latency}")
+        if not 0 < self.target_ratio < 1:
+            raise UserError(f"--target-ratio must be in (0, 1), got {self.target_ratio}")
+        if not 0 < self.step_ratio < 1:
+            raise UserError(f"--step-ratio must be in (0, 1), got {self.step_ratio}")
+        if not 0 < self.step_decay <= 1:
+            raise UserError(f"--step-decay must be in (0, 1], got {self.step_decay}")
+        if self.short_term_steps < 0 or self.long_term_epochs < 0:
+            raise UserError("--short-term-steps and --long-term-epochs must not be negative")
+
+    def train_config(self, seed: int, threads: int | None, steps: int | None = None,
+                     epochs: float = 1.0) -> TrainConfig:
+        return TrainConfig(epochs=epochs, steps=steps, batch_size=self.batch_size, lr=self.lr,
+                           optimizer=self.optimizer, weight_decay=self.weight_decay,
+                           label_smoothing=self.label_smoothing, flip=self.flip, seed=seed, threads=threads)
+
+
+def settings_from_config(config: dict, **overrides) -> Settings:
+    """Run-config values (data, target, proxy resolution, training recipe) under CLI overrides."""
+    known = {f.name for f in fields(Settings)}
+    base = {k: v for k, v in config.items() if k in known and k not in ("lr", "target_latency")}
+    base.setdefault("flip", not str(config["data"]).startswith("digits"))  # digits: mirroring changes labels
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    s = Settings(**base)
+    s.check()
+    return s
+
+
+# ---- files ------------------------------------------------------------------------
+def atomic_write(path: Path, write) -> None:
+    """Write via `write(tmp_path)` then rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def save_json(path: Path, doc: dict) -> None:
+    atomic_write(path, lambda p: p.write_text(json.dumps(doc, indent=2)))
+
+
+def save_model(path: Path, model: torch.nn.Module) -> None:
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    atomic_write(path, lambda p: torch.save(state, p))
+
+
+def load_model(path: Path, arch: Arch) -> Net:
+    net = Net(arch)
+    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return net
+
+
+@contextmanager
+def keep_affinity():
+    """Timing ops on a local table pins the process to its timing CPUs; training needs all of them."""
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    try:
+        yield
+    finally:
+        if cpus is not None:
+            os.sched_setaffinity(0, cpus)
+
+
+def measured_ms(arch: Arch, table) -> float | None:
+    """Median onnxruntime latency of `arch` on this machine, when the target is this machine."""
+    if not table.is_local:
+        return None
+    from latency_tables.measure import Budget, OnnxRuntimeRunner, summarize
+    from search_spaces.onnx_export import export_onnx
+
+    with keep_affinity():
+        runner = OnnxRuntimeRunner(int(table.metadata.get("threads", 1)),
+                                   Budget(warmup=3, min_rounds=15, max_rounds=60, max_seconds=2.0))
+        samples = runner.measure([export_onnx(arch)])[0]
+    return summarize(samples)["median_ms"]
+
+
+# ---- the loop -----------------------------------------------------------------------
+class Refiner:
+    """One refinement of a run directory's winner into `out`; `run()` resumes if `out` has state."""
+
+    def __init__(self, run_dir: Path, settings: Settings, out: Path, threads: int | None = None,
+                 log=None, progress: bool = True):
+        from latency_tables import load_target
+
+        self.run_dir, self.s, self.out, self.threads = Path(run_dir), settings, Path(out), threads
+        self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self.progress = progress
+        self.state_path = self.out / "state" / "state.json"
+        self.table = load_target(settings.target)
+        self.data = load_data(settings.data, settings.resolution, settings.train_subset, seed=settings.seed)
+
+    # -- state --
+    def _proxy(self, arch: Arch) -> Arch:
+        return for_proxy(arch, self.s.resolution)
+
+    def _save(self, state: dict, model: Net, name: str) -> None:
+        """Model file first, then the state that names it (the commit point), then old models go."""
+        save_model(self.out / "state" / name, model)
+        state["model"] = name
+        save_json(self.state_path, state)
+        for old in (self.out / "state").glob("*.pt"):
+            if old.name != name:
+                old.unlink()
+
+    def _load(self) -> tuple[dict, Net] | None:
+        if not self.state_path.is_file():
+            return None
+        state = read_json(self.state_path, "refine state")
+        if state.get("version") != STATE_VERSION:
+            raise UserError(f"{self.state_path}: unknown state version {state.get('version')!r}")
+        diff = {k: (v, state["settings"].get(k)) for k, v in asdict(self.s).items() if state["settings"].get(k) != v}
+        if diff:
+            what = ", ".join(f"{k} {old!r} -> {new!r}" for k, (new, old) in diff.items())
+            raise UserError(f"{self.out} holds a refinement with other settings ({what}); "
+                            f"use the same settings to resume it, or another --out")
+        arch = Arch.from_dict(state["arch"])
+        return state, load_model(self.out / "state" / state["model"], self._proxy(arch))
+
+    def _start(self) -> tuple[dict, Net]:
+        winner = load_winner(self.run_dir)
+        if winner.arch.num_classes != self.data.num_classes:
+            raise UserError(f"winner has {winner.arch.num_classes} classes, data {self.s.data!r} has "
+                            f"{self.data.num_classes}")
+        model = Net(self._proxy(winner.arch))
+        model.load_state_dict(winner.state)
+        with keep_affinity():
+            start_ms = self.table.query_total(winner.arch)
+        budget = self.s.target_latency if self.s.target_latency is not None else self.s.target_ratio * start_ms
+        val = evaluate(model, self.data, self.data.val)
+        row = {"iteration": 0, "proposal": "start", "kind": "", "channels": "", "goal_ms": None,
+               "predicted_ms": start_ms, "saving_ms": 0.0, "measured_ms": measured_ms(winner.arch, self.table),
+               "acc_before_ft": val, "acc_after_ft": val, "proposals": 0, "seconds": 0.0}
+        state = {"version": STATE_VERSION, "settings": asdict(self.s), "source": str(winner.source),
+                 "start_arch": winner.arch.to_dict(), "start_ms": start_ms, "budget_ms": budget,
+                 "start_test_acc": evaluate(model, self.data, self.data.test),
+                 "iteration": 0, "arch": winner.arch.to_dict(), "latency_ms": start_ms, "val_acc": val,
+                 "history": [row], "proposals": [], "phase": "trim", "stop": None}
+        self.log(f"start: {start_ms:.3f} ms on {self.s.target} (budget {budget:.3f} ms), val acc {val:.4f}")
+        self._save(state, model, "iter_0000.pt")
+        return state, model
+
+    # -- one iteration --
+    def goal_ms(self, state: dict) -> float:
+        step = self.s.step_ratio * state["start_ms"] * self.s.step_decay ** state["iteration"]
+        return min(step, state["latency_ms"] - state["budget_ms"])
+
+    def iterate(self, state: dict, model: Net) -> tuple[dict, Net] | None:
+        """Run iteration `state["iteration"] + 1`; None when no unit can meet the goal."""
+        t0 = time.perf_counter()
+        k, arch, current = state["iteration"] + 1, Arch.from_dict(state["arch"]), state["latency_ms"]
+        goal = self.goal_ms(state)
+        with keep_affinity():
+            props = proposals(arch, self.table, goal, current)
+        if not props:
+            return None
+        best, rows = None, []
+        bar = tqdm(props, desc=f"iteration {k}: goal {goal:.3f} ms", unit="proposal",
+                   disable=not self.progress, leave=False)
+        for p in bar:
+            net = trim(model, p.unit, p.width)
+            before = evaluate(net, self.data, self.data.val)
+            try:
+                after = train(net, self.data, self.s.train_config(self.s.seed + k, self.threads,
+                                                                   steps=self.s.short_term_steps))["val_acc"]
+            except TrainingDiverged as e:
+                self.log(f"iteration {k}: {p.unit.name} diverged during fine-tuning ({e}); skipped")
+                continue
+            slope = (after - state["val_acc"]) / (current - p.latency_ms)
+            score = slope if self.s.objective == "slope" else after
+            rows.append({"iteration": k, "proposal": p.unit.name, "channels": p.channels,
+                         "predicted_ms": p.latency_ms, "acc_before_ft": before, "acc_after_ft": after,
+                         "slope": slope, "chosen": False})
+            if best is None or score > best[0]:
+                best = (score, p, net, before, after, len(rows) - 1)
+        if best is None:
+            raise UserError(f"iteration {k}: every proposal diverged during fine-tuning (lower --lr?)")
+        _, p, net, before, after, i = best
+        rows[i]["chosen"] = True
+        state["history"].append({
+            "iteration": k, "proposal": p.unit.name, "kind": p.unit.kind, "channels": p.channels,
+            "goal_ms": goal, "predicted_ms": p.latency_ms, "saving_ms": current - p.latency_ms,
+            "measured_ms": measured_ms(p.arch, self.table), "acc_before_ft": before, "acc_after_ft": after,
+            "proposals": len(rows), "seconds": time.perf_counter() - t0})
+        state["proposals"] += rows
+        state.update(iteration=k, arch=p.arch.to_dict(), latency_ms=p.latency_ms, val_acc=after)
+        self.log(f"iteration {k}: {p.unit.name} {p.channels} -> {p.latency_ms:.3f} ms "
+                 f"(goal -{goal:.3f}), val acc {before:.4f} -> {after:.4f} after fine-tuning, "
+                 f"{len(rows)} proposals, {state['history'][-1]['seconds']:.0f} s")
+        self._save(state, net, f"iter_{k:04d}.pt")
+        return state, net
+
+    # -- the whole run --
+    def run(self) -> tuple[dict, Net]:
+        loaded = self._load()
+        if loaded:
+            state, model = loaded
+            self.log(f"resuming {self.out}: {state['iteration']} finished iteration(s), phase {state['phase']}")
+        else:
+            state, model = self._start()
+        while state["phase"] == "trim":
+            if state["latency_ms"] <= state["budget_ms"] + 1e-9:
+                state.update(phase="long_term", stop="budget met")
+            else:
+                step = self.iterate(state, model)
+                if step is None:
+                    state.update(phase="long_term", stop=(
+                        f"no unit can be trimmed to save {self.goal_ms(state):.3f} ms: stopped at "
+                        f"{state['latency_ms']:.3f} ms, above the budget of {state['budget_ms']:.3f} ms"))
+                    self.log(f"netadapt: {state['stop']}")
+                else:
+                    state, model = step
+            if state["phase"] != "trim":
+                save_json(self.state_path, state)
+        if state["phase"] == "long_term":
+            state, model = self.long_term(state, model)
+        return state, model
+
+    def long_term(self, state: dict, model: Net) -> tuple[dict, Net]:
+        before = state["val_acc"]
+        if self.s.long_term_epochs > 0:
+            self.log(f"long-term fine-tuning for {self.s.long_term_epochs:g} epoch(s)")
+            result = train(model, self.data, self.s.train_config(self.s.seed, self.threads,
+                                                                  epochs=self.s.long_term_epochs))
+            after = result["val_acc"]
+        else:
+            after = before
+        state.update(phase="done", final_val_acc=after, val_acc_before_long_term=before,
+                     final_test_acc=evaluate(model, self.data, self.data.test),
+                     final_measured_ms=measured_ms(Arch.from_dict(state["arch"]), self.table))
+        self._save(state, model, "final.pt")
+        return state, model
