@@ -7,6 +7,7 @@ from pathlib import Path
 
 from nas.cli import _Parser, run
 from netadapt.refine import OBJECTIVES
+from search_spaces.errors import UserError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,17 +37,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-subset", type=int, metavar="N", help="training images (default: the run's)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float, help="fine-tuning learning rate (default 0.01)")
-    p.add_argument("--threads", type=int, help="torch threads for fine-tuning (default: all)")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=refine_command)
     return parser
 
 
 def refine_command(args) -> int:
+    import torch
+
     from netadapt.outputs import write_outputs
     from netadapt.refine import Refiner, settings_from_config
     from netadapt.run_dir import read_config
 
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UserError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     config = read_config(args.run_dir)
     settings = settings_from_config(
         config, target=args.target, data=args.data, train_subset=args.train_subset,

@@ -14,7 +14,7 @@ SUMMARY_MARK = "- NetAdapt"
 
 
 def save_csv(path: Path, rows: list[dict]) -> None:
-    atomic_write(path, lambda p: pd.DataFrame(rows).to_csv(p, index=False, float_format="%.6g"))
+    atomic_write(path, lambda p: pd.DataFrame(rows).to_csv(p, index=False))
 
 
 def plot(state: dict, path: Path) -> None:
