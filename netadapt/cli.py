@@ -17,27 +17,28 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Reads RUN_DIR's winner (final/winner.json when `nas train` ran, else "
                                    "best/), trims it until the target's latency table predicts the budget "
                                    "is met, and writes RUN_DIR/netadapt/ (or --out). Rerun the same "
-                                   "command to resume a killed run.")
+                                   "command to resume a killed run. Exit status 1 when no unit can be "
+                                   "trimmed further before the budget is met.")
     p.add_argument("run_dir", metavar="RUN_DIR", type=Path, help="a `nas search` run directory")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--target-latency", type=float, metavar="MS", help="latency budget in ms")
     budget.add_argument("--target-ratio", type=float, metavar="R",
                         help="budget as a fraction of the winner's latency (default 0.8)")
-    p.add_argument("--target", help="latency target (default: the run's)")
-    p.add_argument("--step-ratio", type=float, help="latency cut per iteration, as a fraction of the "
+    p.add_argument("--target", metavar="NAME", help="latency target (default: the run's)")
+    p.add_argument("--step-ratio", type=float, metavar="R", help="latency cut per iteration, as a fraction of the "
                                                      "starting latency (default 0.01, MobileNetV3)")
-    p.add_argument("--step-decay", type=float, help="multiply the cut by this every iteration "
+    p.add_argument("--step-decay", type=float, metavar="D", help="multiply the cut by this every iteration "
                                                      "(NetAdapt's decaying schedule, e.g. 0.96; default 1)")
     p.add_argument("--short-term-steps", type=int, metavar="N", help="fine-tuning steps per proposal (default 20)")
     p.add_argument("--long-term-epochs", type=float, metavar="E", help="final fine-tuning epochs (default 1)")
     p.add_argument("--objective", choices=OBJECTIVES, help="slope: best accuracy change per ms saved "
                                                             "(MobileNetV3, default); accuracy: best accuracy (NetAdapt)")
     p.add_argument("--out", type=Path, metavar="DIR", help="output directory (default RUN_DIR/netadapt)")
-    p.add_argument("--data", help="data spec (default: the run's)")
+    p.add_argument("--data", metavar="SPEC", help="data spec (default: the run's)")
     p.add_argument("--train-subset", type=int, metavar="N", help="training images (default: the run's)")
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--batch-size", type=int, metavar="N", help="fine-tuning batch size (default: the run's, else 128)")
     p.add_argument("--lr", type=float, help="fine-tuning learning rate (default 0.01)")
-    p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    p.add_argument("--threads", type=int, metavar="N", help="torch threads (default: torch's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=refine_command)
     return parser

@@ -91,6 +91,12 @@ def settings_from_config(config: dict, **overrides) -> Settings:
     return s
 
 
+def iteration_goal(s: Settings, start_ms: float, done: int, current_ms: float, budget_ms: float) -> float:
+    """Latency to save in the iteration after `done` finished ones: step_ratio x start x decay^done,
+    but no more than what is left to the budget."""
+    return min(s.step_ratio * start_ms * s.step_decay ** done, current_ms - budget_ms)
+
+
 # ---- files ------------------------------------------------------------------------
 def atomic_write(path: Path, write) -> None:
     """Write via `write(tmp_path)` then rename, so readers never see half a file."""
@@ -207,8 +213,7 @@ class Refiner:
 
     # -- one iteration --
     def goal_ms(self, state: dict) -> float:
-        step = self.s.step_ratio * state["start_ms"] * self.s.step_decay ** state["iteration"]
-        return min(step, state["latency_ms"] - state["budget_ms"])
+        return iteration_goal(self.s, state["start_ms"], state["iteration"], state["latency_ms"], state["budget_ms"])
 
     def iterate(self, state: dict, model: Net) -> tuple[dict, Net] | None:
         """Run iteration `state["iteration"] + 1`; None when no unit can meet the goal."""

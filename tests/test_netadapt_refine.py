@@ -185,3 +185,13 @@ def test_missing_run_and_changed_settings_are_user_errors(run_dir, tmp_path, cap
     assert main([*common, "--target-ratio", "0.97", "--step-ratio", "0.05"]) == 0
     assert main([*common, "--target-ratio", "0.9"]) == 2
     assert "other settings (target_ratio 0.97 -> 0.9" in capsys.readouterr().err
+
+
+def test_step_schedule_constant_decaying_and_capped_at_the_budget():
+    from netadapt.refine import Settings, iteration_goal
+
+    constant = Settings("pixel_cpu", "digits", 16, step_ratio=0.01)
+    assert [iteration_goal(constant, 50.0, k, 49.0, 10.0) for k in (0, 5)] == [0.5, 0.5]
+    decaying = Settings("pixel_cpu", "digits", 16, step_ratio=0.04, step_decay=0.5)
+    assert [iteration_goal(decaying, 50.0, k, 49.0, 10.0) for k in range(3)] == [2.0, 1.0, 0.5]
+    assert iteration_goal(decaying, 50.0, 0, 10.3, 10.0) == pytest.approx(0.3)  # last step: just to the budget
