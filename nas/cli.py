@@ -10,6 +10,7 @@ from search_spaces.errors import UserError
 # (module, function) pairs; each function adds its subcommands to the `nas` parser.
 COMMAND_GROUPS = [
     ("nas.arch_cli", "register"),
+    ("nas.search_cli", "register"),
 ]
 
 

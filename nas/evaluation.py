@@ -1,0 +1,91 @@
+"""Evaluating one candidate: latency, MACs and params of its deployment arch, then real proxy training.
+
+`evaluate_candidate(job)` is plain Python (tests call it directly); `trainable` wraps it for Ray
+Tune. A candidate that raises or diverges comes back with status "failed" and the reason,
+so one bad architecture never stops a search. Data sets and latency tables are cached per
+worker process: with `reuse_actors=True` a worker loads them once.
+"""
+from __future__ import annotations
+
+import math
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from latency_tables import load_target
+from nas.data import load_data
+from nas.training import TrainConfig, train
+from search_spaces.builder import build_model
+from search_spaces.counting import count
+from search_spaces.ir import Arch
+from search_spaces.proxy import for_proxy
+from search_spaces.space import get_space
+
+#: the keys of a run's config that a worker needs to evaluate a candidate
+JOB_KEYS = ("space", "target", "data", "resolution", "deploy_resolution", "train_subset", "seed",
+            "epochs", "steps", "batch_size", "lr", "optimizer", "threads")
+
+
+@lru_cache(maxsize=2)
+def cached_data(spec: str, resolution: int, train_subset: int | None, seed: int):
+    return load_data(spec, resolution=resolution, train_subset=train_subset, seed=seed)
+
+
+@lru_cache(maxsize=2)
+def cached_target(name: str):
+    return load_target(name)
+
+
+def deployment_arch(space_name: str, vector, num_classes: int, deploy_resolution: int) -> Arch:
+    """The candidate as it would ship: decoded from the space at the deployment resolution."""
+    return get_space(space_name).decode(vector).replace(num_classes=num_classes, resolution=deploy_resolution)
+
+
+def train_config(job: dict, epochs: float | None = None) -> TrainConfig:
+    return TrainConfig(epochs=epochs if epochs is not None else job["epochs"], steps=job.get("steps"),
+                       batch_size=job["batch_size"], lr=job["lr"], optimizer=job["optimizer"],
+                       flip=not job["data"].startswith("digits"),  # a mirrored digit is another symbol
+                       seed=job["seed"], threads=job["threads"])
+
+
+def save_state_dict(model: torch.nn.Module, path: str | Path) -> None:
+    """Atomic: a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(model.state_dict(), tmp)
+    tmp.replace(path)
+
+
+def evaluate_candidate(job: dict) -> dict:
+    """Measure and train `job["vector"]`; write its weights to `job["weights"]` if given."""
+    start = time.perf_counter()
+    data = cached_data(job["data"], job["resolution"], job["train_subset"], job["seed"])
+    arch = deployment_arch(job["space"], job["vector"], data.num_classes, job["deploy_resolution"])
+    sizes = count(arch)
+    row = {"arch": arch.to_string(), "latency_ms": cached_target(job["target"]).query_total(arch),
+           "macs": sizes["macs"], "params": sizes["params"], "accuracy": math.nan,
+           "train_loss": math.nan, "images_per_s": math.nan, "status": "ok", "reason": ""}
+    try:
+        model = build_model(for_proxy(arch, job["resolution"]))
+        result = train(model, data, train_config(job))
+        row.update(accuracy=result["val_acc"], train_loss=result["train_loss"],
+                   images_per_s=result["images_per_s"])
+        if job.get("weights"):
+            save_state_dict(model, job["weights"])
+    except Exception as e:  # any failure of one candidate is a result, not a crash of the search
+        row.update(status="failed", reason=f"{type(e).__name__}: {e}".splitlines()[0][:300])
+    row["seconds"] = time.perf_counter() - start
+    return row
+
+
+def trainable(config: dict) -> None:
+    """Ray Tune function trainable: one report per candidate."""
+    import ray
+    from ray import tune
+
+    row = evaluate_candidate(config)
+    row["node"] = ray.get_runtime_context().get_node_id()[:8]
+    tune.report(row)

@@ -1,0 +1,67 @@
+"""`nas train`: train a search's top-K candidates longer, test them, and mark the winner.
+
+Each rank is written to final/<rank>/ (arch.json, model.pt, model.onnx, result.json last),
+so an interrupted run continues with the ranks not yet done. The winner is the candidate
+with the best reward computed from its test accuracy; NetAdapt starts from final/winner.json.
+"""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+from tqdm import tqdm
+
+from nas.data import load_data
+from nas.evaluation import train_config
+from nas.reward import Reward
+from nas.run_dir import RunDir, save_deployment, write_csv, write_json
+from nas.training import evaluate, train
+from search_spaces.builder import build_model
+from search_spaces.errors import UserError
+from search_spaces.ir import Arch
+from search_spaces.proxy import for_proxy
+
+
+def top_candidates(trials: pd.DataFrame, k: int) -> pd.DataFrame:
+    ok = trials[trials["status"] == "ok"].sort_values(["reward", "trial"], ascending=[False, True])
+    return ok.drop_duplicates("arch").head(k)
+
+
+def train_top(run: RunDir, top: int, epochs: float, progress: bool = True) -> pd.DataFrame:
+    cfg = run.config()
+    if top < 1:
+        raise UserError("--top must be at least 1")
+    if epochs <= 0:
+        raise UserError("--epochs must be positive")
+    chosen = top_candidates(run.trials(), top)
+    if chosen.empty:
+        raise UserError(f"{run.path} has no successful candidate to train")
+    data = load_data(cfg["data"], resolution=cfg["resolution"], train_subset=cfg["train_subset"], seed=cfg["seed"])
+    reward = Reward(cfg["reward"], cfg["latency_target_ms"], cfg.get("w"))
+    job = cfg | {"steps": None, "threads": None}
+    rows = []
+    for rank, cand in enumerate(tqdm(chosen.to_dict("records"), desc="final training", unit="model",
+                                     disable=not progress), start=1):
+        out = run / "final" / str(rank)
+        done = out / "result.json"
+        if done.exists() and json.loads(done.read_text())["trial"] == cand["trial"]:
+            rows.append(json.loads(done.read_text()))
+            continue
+        arch = Arch.from_string(cand["arch"])
+        model = build_model(for_proxy(arch, cfg["resolution"]))
+        result = train(model, data, train_config(job, epochs=epochs))
+        test_acc = evaluate(model, data, data.test)
+        save_deployment(out, arch, model.state_dict())
+        row = {"rank": rank, "trial": int(cand["trial"]), "test_accuracy": test_acc, "val_accuracy": result["val_acc"],
+               "search_accuracy": cand["accuracy"], "latency_ms": cand["latency_ms"], "macs": int(cand["macs"]),
+               "params": int(cand["params"]), "reward": reward.scalar(test_acc, cand["latency_ms"]),
+               "epochs": epochs, "seconds": result["seconds"], "dir": f"final/{rank}", "arch": cand["arch"]}
+        write_json(done, row)
+        rows.append(row)
+    results = pd.DataFrame(rows)
+    write_csv(run / "final" / "results.csv", results)
+    win = results.loc[results["reward"].idxmax()].to_dict()
+    write_json(run / "final" / "winner.json", win | {"arch_json": f"{win['dir']}/arch.json",
+                                                      "weights": f"{win['dir']}/model.pt",
+                                                      "onnx": f"{win['dir']}/model.onnx"})
+    return results

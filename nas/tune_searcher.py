@@ -1,0 +1,23 @@
+"""A controller plugged into Ray Tune as a `Searcher`: Tune schedules, the controller proposes.
+
+The searcher is a thin bridge to a `SearchSession` (nas/search.py), which owns the
+controller and records every finished trial in the run directory; Tune's own experiment
+checkpoints are not used for resume (the run directory is the source of truth).
+"""
+from __future__ import annotations
+
+from ray.tune.search import Searcher
+
+
+class ControllerSearcher(Searcher):
+    def __init__(self, session):
+        # Tune insists on a metric every result carries; the session computes the reward itself
+        super().__init__(metric="accuracy", mode="max")
+        self.session = session
+
+    def suggest(self, trial_id: str):
+        job = self.session.ask(trial_id)
+        return Searcher.FINISHED if job is None else job
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        self.session.finish(trial_id, None if error else result)
