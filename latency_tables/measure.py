@@ -1,9 +1,13 @@
 """Timing ONNX models: onnxruntime on this machine, or a user command for another device.
 
-Timing on a shared CPU is noisy (medians jump between two levels when another process
-runs), so models are timed in interleaved rounds: every round runs each model of the
-batch a few times in a fresh random order, until each median is stable or its time
-budget is spent. A slow phase then hits all models alike instead of biasing a few.
+Timing on a shared CPU is noisy: when other processes run, a 16 ms network is preempted
+for about half of its wall time while a 0.1 ms op rarely is, so wall-clock medians jump
+between levels. With one thread onnxruntime runs the model in the calling thread, so the
+runner times that thread's CPU time (`time.thread_time`): on an idle core it equals the
+wall time, under load it leaves out the time other processes took. (With more threads
+it must use wall time.) Models are also timed in interleaved rounds: every round runs each
+model of the batch once in a fresh random order, until each median is stable or its time
+budget is spent, so a slow phase hits all models alike instead of biasing a few.
 """
 from __future__ import annotations
 
@@ -64,6 +68,9 @@ class OnnxRuntimeRunner:
             raise UserError(f"--threads must be at least 1, got {threads}")
         self.ort, self.threads, self.budget = ort, threads, budget or Budget()
         self.rng = random.Random(seed)
+        # one thread: the run happens in this thread, whose CPU time excludes preemption
+        self.clock_name = "thread_cpu" if threads == 1 else "wall"
+        self.clock = time.thread_time if threads == 1 else time.perf_counter
         pin_cpus(threads)
 
     @property
@@ -93,14 +100,15 @@ class OnnxRuntimeRunner:
         samples = [[] for _ in models]
         spent = [0.0] * len(models)
         active = list(range(len(models)))
+        clock = self.clock
         for rnd in range(b.max_rounds):
             self.rng.shuffle(active)
             for i in active:
                 sess, feed = runs[i]
                 for _ in range(b.runs_per_round):
-                    t0 = time.perf_counter()
+                    t0 = clock()
                     sess.run(None, feed)
-                    samples[i].append((time.perf_counter() - t0) * 1e3)
+                    samples[i].append((clock() - t0) * 1e3)
                 spent[i] += sum(samples[i][-b.runs_per_round:]) / 1e3
             if rnd + 1 >= b.min_rounds:
                 active = [i for i in active if not self._done(samples[i], spent[i])]
@@ -135,6 +143,7 @@ class CommandRunner:
         self.template, self.repeats, self.timeout = template, repeats, timeout
         self.rng = random.Random(seed)
         self.version = "command"
+        self.clock_name = "reported by the command"
 
     def run_one(self, path: Path) -> float:
         cmd = self.template.replace("{model}", shlex.quote(str(path)))

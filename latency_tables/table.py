@@ -3,11 +3,13 @@
 A table is a pandas DataFrame (one row per op key) plus a metadata dict, saved as one
 CSV file whose first line is `# nas-latency-table <metadata JSON>`. The latency of an
 architecture is the sum over its ops plus the table's end-to-end term
-(`(scale - 1) * sum + offset_ms`, fitted on whole networks measured end to end).
+(`scale * op ms + per_input_melem_ms * op input size` summed over the ops, `+ offset_ms`),
+fitted on whole networks measured end to end (see `build.fit_network_term`).
 """
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import io
 import json
 import os
@@ -28,9 +30,10 @@ COLUMNS = ["key", "kind", "hw", "cin", "cout", "macs", *STATS, "source"]
 SOURCES = ("measured", "model")
 REQUIRED_META = ("device", "cpu", "cores", "runtime", "runtime_version", "threads", "resolution",
                  "date", "space", "schema_version", "statistic", "network_term")
-NO_TERM = {"scale": 1.0, "offset_ms": 0.0, "calibrated": False}
+NO_TERM = {"scale": 1.0, "per_input_melem_ms": 0.0, "offset_ms": 0.0, "calibrated": False}
 
 
+@functools.lru_cache(maxsize=1)
 def machine_fingerprint() -> dict:
     """What makes a measurement on this machine comparable: CPU model, cores, runtime version."""
     import onnxruntime as ort
@@ -124,14 +127,22 @@ class LatencyTable:
         source = dict(zip(self.df["key"], self.df["source"]))
         rows = [{"layer": name, "key": op.key, "ms": self._ms[op.key], "source": source[op.key]} for name, op in ops]
         term = self.network_term
-        total = sum(r["ms"] for r in rows)
+        adjusted = sum(self.in_network(op) for _, op in ops) + term["offset_ms"]
         rows.append({"layer": "network", "key": "end-to-end term", "source": "fitted" if term["calibrated"] else "none",
-                     "ms": (term["scale"] - 1) * total + term["offset_ms"]})
+                     "ms": adjusted - sum(r["ms"] for r in rows)})
         return pd.DataFrame(rows)
+
+    def in_network(self, op: Op) -> float:
+        """What one op adds to a network's latency: its ms with the per-op end-to-end terms."""
+        t = self.network_term
+        return t["scale"] * self._ms[op.key] + t.get("per_input_melem_ms", 0.0) * op.cin * op.hw ** 2 / 1e6
 
     def query_total(self, arch: Arch) -> float:
         """Latency (ms) of the whole network: its ops plus the end-to-end term."""
-        return float(self.per_layer(arch)["ms"].sum())
+        self._check_resolution(arch)
+        ops = [op for _, op in arch_ops(arch)]
+        self.add_missing(ops)
+        return float(sum(self.in_network(op) for op in ops) + self.network_term["offset_ms"])
 
     def predict_many(self, archs, space=None) -> np.ndarray:
         """Latency (ms) of many networks: a list of Arch, or (with `space`) an array of decision
@@ -165,12 +176,25 @@ class LatencyTable:
                             f"measured on this machine" + (f" ({len(missing) - 1} more missing)" if len(missing) > 1 else ""))
         self.add_rows(rows)
         if self.autosave and self.path is not None:
+            self.merge_from(self.path)  # another process may have cached ops meanwhile: keep them
             self.save(self.path)
 
     def add_rows(self, rows: list[dict]) -> None:
+        if not rows:
+            return
         new = pd.DataFrame(rows, columns=COLUMNS)
-        self.df = pd.concat([self.df[~self.df["key"].isin(new["key"])], new], ignore_index=True)
+        kept = self.df[~self.df["key"].isin(new["key"])]
+        self.df = pd.concat([kept, new], ignore_index=True) if len(kept) else new
         self._ms.update(zip(new["key"], new[self.statistic].astype(float)))
+
+    def merge_from(self, path: str | Path) -> None:
+        """Add the rows of the table file at `path` that this table does not have."""
+        try:
+            other = LatencyTable.load(path)
+        except UserError:
+            return
+        if other.metadata.get("device") == self.metadata.get("device"):
+            self.add_rows(other.df[~other.df["key"].isin(self._ms)].to_dict("records"))
 
     def runner(self):
         if self._runner is None:
@@ -232,9 +256,11 @@ def validate(df: pd.DataFrame, meta: dict, where: str) -> None:
     if cols:
         raise UserError(f"{where}: missing column(s) {', '.join(cols)}")
     for c in ("hw", "cin", "macs", *STATS):
-        if not pd.api.types.is_numeric_dtype(df[c]):
-            bad = df[c][pd.to_numeric(df[c], errors="coerce").isna() & df[c].notna()]
+        number = pd.to_numeric(df[c], errors="coerce")
+        bad = df[c][number.isna() & df[c].notna()]
+        if len(bad):
             raise UserError(f"{where}: column {c} has a non-number {bad.iloc[0]!r} (row {bad.index[0] + 1})")
+        df[c] = number
     stat = df[meta["statistic"]]
     bad = df.index[stat.isna() | (stat <= 0)]
     if len(bad):

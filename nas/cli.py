@@ -11,6 +11,7 @@ from search_spaces.errors import UserError
 COMMAND_GROUPS = [
     ("nas.arch_cli", "register"),
     ("nas.search_cli", "register"),
+    ("latency_tables.cli", "register"),
 ]
 
 

@@ -1,0 +1,97 @@
+"""Generator of the shipped `pixel_cpu` target: fit the Pixel 1 per-op model, write its table.
+
+Reads the published tables in ../shared/latency_data/ (never copied into the repo), fits
+`latency_tables.pixel.fit_pixel`, reports the leave-one-out error over the 72 Pixel 1
+entries, calibrates the end-to-end scale on the published whole-network Pixel 1 latencies
+(MobileNetV2 1.0: 75 ms, ProxylessNAS-mobile: 78 ms), and writes
+  latency_tables/data/pixel_cpu_model.json   (coefficients + provenance)
+  latency_tables/data/pixel_cpu_mnv3.csv     (every mnv3 op at 224, source=model)
+  experiments/results/latency_pixel_fit.{md,csv,png}
+
+    python experiments/latency_pixel_fit.py [--shared ../shared]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from latency_tables.ops import arch_ops  # noqa: E402
+from latency_tables.pixel import MODEL_FILE, TABLE_FILE, fit_pixel, pixel_table  # noqa: E402
+from search_spaces.references import REFERENCES, reference  # noqa: E402
+from search_spaces.space import get_space  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "experiments" / "results"
+PUBLISHED_MS = {"mobilenet_v2": 75.0, "proxylessnas_mobile": 78.0}  # Pixel 1, TF-Lite (papers)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shared", default=str(ROOT.parent / "shared"))
+    args = ap.parse_args()
+    data = Path(args.shared) / "latency_data"
+    model, report = fit_pixel(data / "proxylessnas_pixel1" / "mobile_trim.yaml",
+                              sorted((data / "ofa_note10").glob("*_lookup_table.yaml")))
+
+    # end-to-end: summed standalone-op latencies vs published whole-network latencies
+    sums = {n: float(model.predict([op for _, op in arch_ops(reference(n))]).sum()) for n in PUBLISHED_MS}
+    p, m = np.array([sums[n] for n in PUBLISHED_MS]), np.array(list(PUBLISHED_MS.values()))
+    scale = float(p @ m / (p @ p))
+    term = {"scale": scale, "offset_ms": 0.0, "calibrated": True,
+            "fitted_on": "published Pixel 1 TF-Lite latencies: " + ", ".join(f"{k} {v:g} ms" for k, v in PUBLISHED_MS.items())}
+
+    table = pixel_table(model, get_space("mnv3"))
+    table.metadata["network_term"] = term
+    table.metadata["provenance"] = ("per-op model fitted by experiments/latency_pixel_fit.py; every row is a model "
+                                    "estimate, not a measurement")
+    MODEL_FILE.parent.mkdir(parents=True, exist_ok=True)
+    MODEL_FILE.write_text(json.dumps({**model.to_dict(), "network_term": term}, indent=2) + "\n")
+    table.save(TABLE_FILE)
+
+    loo = pd.DataFrame({"entry": report["keys"], "measured_ms": report["measured_ms"],
+                        "fit_ms": report["fit_ms"], "loo_rel_err": report["loo_rel_err"]})
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    loo.to_csv(RESULTS / "latency_pixel_fit.csv", index=False)
+    refs = {n: table.query_total(reference(n)) for n in REFERENCES}
+    lines = ["# pixel_cpu: Pixel 1 per-op model", "",
+             f"Fitted on {len(loo)} Pixel 1 entries; h-swish/SE relative cost from OFA Note10.", "",
+             "| metric | value |", "| --- | --- |",
+             f"| leave-one-out mean abs error | {np.abs(loo.loo_rel_err).mean():.1%} |",
+             f"| leave-one-out median abs error | {np.median(np.abs(loo.loo_rel_err)):.1%} |",
+             f"| leave-one-out max abs error | {np.abs(loo.loo_rel_err).max():.1%} |",
+             f"| leave-one-out within 10% | {np.mean(np.abs(loo.loo_rel_err) <= 0.1):.0%} |",
+             f"| Note10 fit leave-one-out mean abs error | {model.provenance['note10_loo_mean_abs_pct']:.1f}% |",
+             f"| end-to-end scale (summed ops -> published) | {scale:.3f} |",
+             f"| ops in generated mnv3 table | {len(table)} |", "",
+             "| reference at 224 | summed ops (ms) | predicted (ms) | published Pixel 1 (ms) |",
+             "| --- | --- | --- | --- |"]
+    for n, v in refs.items():
+        raw = float(model.predict([op for _, op in arch_ops(reference(n))]).sum())
+        lines.append(f"| {n} | {raw:.1f} | {v:.1f} | {PUBLISHED_MS.get(n, '')} |")
+    lines += ["", "Coefficients (ms per million MACs / elements / weights, per op part):", "",
+              "| feature | Pixel 1 | Note10 (relative costs) |", "| --- | --- | --- |"]
+    lines += [f"| {k} | {model.coef[k]:.4g} | {model.relative[k]:.4g} |" for k in model.coef]
+    (RESULTS / "latency_pixel_fit.md").write_text("\n".join(lines) + "\n")
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    loo_pred = loo.measured_ms * (1 + loo.loo_rel_err)
+    ax.scatter(loo.measured_ms, loo_pred, s=12)
+    hi = max(loo.measured_ms.max(), loo_pred.max())
+    ax.plot([0, hi], [0, hi], "k-", lw=0.8)
+    ax.set(xlabel="published Pixel 1 latency (ms)", ylabel="leave-one-out prediction (ms)",
+           title=f"Pixel 1 op model: LOO mean |err| {np.abs(loo.loo_rel_err).mean():.1%}")
+    fig.tight_layout()
+    fig.savefig(RESULTS / "latency_pixel_fit.png", dpi=120)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Building a table on a device: time every op of a space, resumably, then fit the end-to-end term.
+
+Ops are timed in chunks (interleaved within a chunk, see `measure`); after every chunk the
+partial table is written atomically, so a build killed at any point and rerun with the same
+arguments continues with the ops it has not measured yet. Finally a few random networks
+are timed whole and the end-to-end term (see `fit_network_term`) is fitted on them.
+"""
+from __future__ import annotations
+
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from latency_tables.measure import Budget, summarize
+from latency_tables.ops import Op, arch_ops, op_onnx, space_ops
+from latency_tables.table import LatencyTable, new_metadata, op_row
+from search_spaces.errors import UserError
+
+NETWORK_BUDGET = Budget(warmup=2, runs_per_round=1, min_rounds=15, max_rounds=60, max_seconds=0.8, rel_tol=0.01)
+RESUME_FIELDS = ("device", "space", "resolution", "threads", "runner")
+
+
+def measure_ops(ops: list[Op], runner) -> list[dict]:
+    """Table rows of ops timed together (one interleaved batch)."""
+    samples = runner.measure([op_onnx(op) for op in ops])
+    return [op_row(op, summarize(s), "measured") for op, s in zip(ops, samples)]
+
+
+def measure_networks(archs, runner) -> np.ndarray:
+    """Median end-to-end latency (ms) of whole networks, timed interleaved like the ops."""
+    from search_spaces.onnx_export import export_onnx
+
+    if hasattr(runner, "budget"):
+        saved, runner.budget = runner.budget, NETWORK_BUDGET
+    try:
+        samples = runner.measure([export_onnx(a) for a in archs])
+    finally:
+        if hasattr(runner, "budget"):
+            runner.budget = saved
+    return np.array([np.median(s) for s in samples])
+
+
+def input_melems(op: Op) -> float:
+    """Millions of input elements of an op: what a standalone op copies in and reorders."""
+    return op.cin * op.hw ** 2 / 1e6
+
+
+def fit_network_term(table: LatencyTable, archs, runner) -> dict:
+    """Fit measured = scale * sum(op ms) + per_input_melem_ms * sum(op inputs) + offset on whole
+    networks (least squares). Each standalone op pays for taking in its input, which a network
+    does not, hence the input term; with fewer than 8 networks only the offset is fitted."""
+    ops = [[op for _, op in arch_ops(a)] for a in archs]
+    sums = np.array([sum(table.query_op(op) for op in o) for o in ops])
+    inputs = np.array([sum(input_melems(op) for op in o) for o in ops])
+    measured = measure_networks(archs, runner)
+    if len(archs) >= 8:
+        X = np.c_[sums, inputs, np.ones(len(archs))]
+        (scale, per_input, offset), *_ = np.linalg.lstsq(X, measured, rcond=None)
+    else:
+        scale, per_input, offset = 1.0, 0.0, float(np.median(measured - sums))
+    resid = (scale * sums + per_input * inputs + offset - measured) / measured
+    return {"scale": float(scale), "per_input_melem_ms": float(per_input), "offset_ms": float(offset),
+            "calibrated": True, "networks": len(archs), "fit_rmspe_pct": float(np.sqrt(np.mean(resid ** 2)) * 100)}
+
+
+def build_table(space, device: str, out: str | Path, runner, resolution: int | None = None,
+                ops: list[Op] | None = None, chunk: int = 40, calibrate: int = 20, seed: int = 0,
+                progress: bool = True, recalibrate: bool = False) -> LatencyTable:
+    """Measure every op of `space` (or the given `ops`) into the table file `out`, resuming it."""
+    out = Path(out)
+    r = resolution or space.resolution
+    threads = getattr(runner, "threads", 1)
+    args = {"device": device, "space": space.name, "resolution": r, "threads": threads, "runner": runner.name}
+    if out.exists():
+        table = LatencyTable.load(out)
+        old = {k: table.metadata.get(k) for k in RESUME_FIELDS}
+        if old != args:
+            diff = ", ".join(f"{k} {old[k]!r} vs {args[k]!r}" for k in RESUME_FIELDS if old[k] != args[k])
+            raise UserError(f"{out} holds a table built with other arguments ({diff}); "
+                            f"choose another --out or delete it")
+    else:
+        extra = {} if runner.name == "onnxruntime" else {"runtime_version": runner.version, "cpu": "unknown", "cores": None}
+        table = LatencyTable(None, new_metadata(device, space.name, r, threads,
+                                                runtime="onnxruntime" if runner.name == "onnxruntime" else "command",
+                                                runner=runner.name, clock=runner.clock_name, complete=False,
+                                                **extra))
+    todo = [op for op in (ops if ops is not None else space_ops(space, r)) if op.key not in table]
+    random.Random(seed).shuffle(todo)  # mix big and small ops in every interleaved chunk
+    started = time.time()
+    with tqdm(total=len(todo) + len(table), initial=len(table), unit="op", desc=f"build {device}",
+              disable=not progress, file=sys.stderr) as bar:
+        for i in range(0, len(todo), chunk):
+            batch = todo[i:i + chunk]
+            table.add_rows(measure_ops(batch, runner))
+            table.metadata["measure_seconds"] = table.metadata.get("measure_seconds", 0.0) + (time.time() - started)
+            started = time.time()
+            table.save(out)
+            bar.update(len(batch))
+    if calibrate and (recalibrate or not table.metadata.get("network_term", {}).get("calibrated")):
+        rng = random.Random(seed + 1)
+        archs = [space.decode(space.sample(rng)).replace(resolution=r) for _ in range(calibrate)]
+        missing = list(dict.fromkeys(op for a in archs for _, op in arch_ops(a) if op.key not in table))
+        for i in range(0, len(missing), chunk):  # a partial build (given ops) lacks some of theirs
+            table.add_rows(measure_ops(missing[i:i + chunk], runner))
+        table.metadata["network_term"] = fit_network_term(table, archs, runner)
+    table.metadata["complete"] = True
+    table.save(out)
+    return table

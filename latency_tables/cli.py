@@ -1,0 +1,127 @@
+"""`nas latency build|validate|predict|import`: latency tables from the command line."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from search_spaces.errors import UserError
+
+
+def register(sub) -> None:
+    lat = sub.add_parser("latency", help="build, validate and query per-op latency tables").add_subparsers(
+        dest="latency_command", required=True)
+
+    def runner_args(p):
+        p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1)")
+        p.add_argument("--runner", choices=("onnxruntime", "command"), default="onnxruntime")
+        p.add_argument("--command", metavar="TEMPLATE",
+                       help="for --runner command: shell command with {model} (an ONNX file) that prints ms")
+
+    p = lat.add_parser("build", help="time every op of a search space on this device")
+    p.add_argument("--space", default="mnv3")
+    p.add_argument("--device", required=True, help="device name stored in the table (local_cpu: this machine's cache)")
+    p.add_argument("--resolution", type=int, default=None, help="input size (default: the space's)")
+    p.add_argument("--out", metavar="FILE", help="table file (default: local_cpu cache or latency_DEVICE_SPACE_rRES.csv)")
+    p.add_argument("--calibrate", type=int, default=20, help="networks timed whole to fit the end-to-end term")
+    p.add_argument("--recalibrate", action="store_true", help="fit the end-to-end term again on a finished table")
+    runner_args(p)
+    p.set_defaults(func=build)
+
+    p = lat.add_parser("validate", help="time random networks end to end and compare with a table")
+    p.add_argument("--table", required=True, help="target name (local_cpu, pixel_cpu) or table file")
+    p.add_argument("--space", default=None, help="search space (default: the table's)")
+    p.add_argument("--samples", type=int, default=100)
+    p.add_argument("--seed", type=int, default=12345)
+    p.add_argument("--out", metavar="DIR", help="write latency_validation.csv and .png here")
+    runner_args(p)
+    p.set_defaults(func=validate)
+
+    p = lat.add_parser("predict", help="latency of one architecture, per layer")
+    p.add_argument("arch", help="a reference name, an IR JSON file, or an IR string")
+    p.add_argument("--target", default="pixel_cpu", help="pixel_cpu, local_cpu or a table file")
+    p.add_argument("--json", action="store_true", help='print {"latency_ms": ...}')
+    p.set_defaults(func=predict)
+
+    p = lat.add_parser("import", help="convert published latency YAML tables into a table file")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--format", required=True, choices=("ofa", "proxylessnas"))
+    p.add_argument("--out", required=True, metavar="TABLE")
+    p.add_argument("--device", default=None, help="device name stored in the table")
+    p.set_defaults(func=import_)
+
+
+def _runner(args):
+    from latency_tables.measure import make_runner
+
+    if args.runner == "command" and not args.command:
+        raise UserError("--runner command needs --command TEMPLATE (with {model})")
+    return make_runner(args.runner, args.threads, args.command)
+
+
+def build(args) -> int:
+    from latency_tables.build import build_table
+    from latency_tables.targets import local_cpu_path
+    from search_spaces.space import get_space
+
+    space = get_space(args.space)
+    r = args.resolution or space.resolution
+    if r < 32:
+        raise UserError(f"--resolution must be at least 32, got {r}")
+    if args.calibrate < 0:
+        raise UserError("--calibrate must be 0 or more")
+    if args.device == "local_cpu" and args.runner != "onnxruntime":
+        raise UserError("device local_cpu is this machine: use --runner onnxruntime")
+    out = args.out or (local_cpu_path(args.threads) if args.device == "local_cpu"
+                       else Path(f"latency_{args.device}_{space.name}_r{r}.csv"))
+    table = build_table(space, args.device, out, _runner(args), resolution=r, calibrate=args.calibrate,
+                        recalibrate=args.recalibrate)
+    term = table.metadata["network_term"]
+    print(f"wrote {out}: {len(table)} ops; end-to-end term: scale {term['scale']:.3f}, "
+          f"{term['per_input_melem_ms']:+.3f} ms per M input elements, offset {term['offset_ms']:+.3f} ms")
+    return 0
+
+
+def validate(args) -> int:
+    from latency_tables.targets import load_target
+    from latency_tables.validate import validate_table
+    from search_spaces.space import get_space
+
+    if args.samples < 2:
+        raise UserError("--samples must be at least 2")
+    table = load_target(args.table)
+    space = get_space(args.space or table.metadata.get("space") or "mnv3")
+    if args.runner == "onnxruntime" and not table.is_local:
+        raise UserError(f"table of device {table.metadata.get('device')!r} was not measured on this machine: "
+                        f"time its networks with --runner command --command TEMPLATE")
+    if args.runner == "onnxruntime" and args.threads != table.metadata.get("threads"):
+        raise UserError(f"the table was measured with {table.metadata.get('threads')} thread(s); use the same --threads")
+    stats, _ = validate_table(table, space, _runner(args), args.samples, args.seed, args.out)
+    print(f"{stats['n']} networks: RMSE {stats['rmse_ms']:.3f} ms, RMSPE {stats['rmspe_pct']:.2f}%, "
+          f"within 5% {stats['within_5pct']:.0%}, within 10% {stats['within_10pct']:.0%}, "
+          f"Kendall tau {stats['kendall_tau']:.3f}")
+    return 0
+
+
+def predict(args) -> int:
+    from latency_tables.targets import load_target
+    from search_spaces.ir import load_arch
+
+    arch = load_arch(args.arch)
+    table = load_target(args.target)
+    layers = table.per_layer(arch)
+    total = float(layers["ms"].sum())
+    if args.json:
+        print(json.dumps({"latency_ms": round(total, 4)}))
+    else:
+        print(layers.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        print(f"total: {total:.3f} ms on {table.metadata.get('device')}")
+    return 0
+
+
+def import_(args) -> int:
+    from latency_tables.published import import_tables
+
+    table = import_tables(args.files, args.format, args.device)
+    table.save(args.out)
+    print(f"wrote {args.out}: {len(table)} ops from {len(args.files)} file(s)")
+    return 0

@@ -1,0 +1,46 @@
+"""Latency targets by name: `pixel_cpu` (shipped), `local_cpu` (this machine, cached), or a table file."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from latency_tables.table import LatencyTable, new_metadata
+from search_spaces.errors import UserError
+
+TARGETS = ("pixel_cpu", "local_cpu")
+
+
+def cache_dir() -> Path:
+    """The user's cache directory for this project (respects XDG_CACHE_HOME)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "hw-nas" / "latency"
+
+
+def local_cpu_path(threads: int = 1) -> Path:
+    return cache_dir() / f"local_cpu_t{threads}.csv"
+
+
+def local_cpu(threads: int = 1, space: str = "mnv3", resolution: int = 224) -> LatencyTable:
+    """This machine's table. Ops missing from it are measured on first use and written back to
+    the cache; `nas latency build --device local_cpu` fills it (and fits its end-to-end term)
+    in one go. A cache measured on a different machine is started afresh."""
+    path = local_cpu_path(threads)
+    table = LatencyTable.load(path) if path.exists() else None
+    if table is None or not table.is_local:
+        table = LatencyTable(None, new_metadata("local_cpu", space, resolution, threads, runner="onnxruntime",
+                                                clock="thread_cpu" if threads == 1 else "wall", complete=False))
+        table.save(path)
+    table.autosave = True
+    return table
+
+
+def load_target(name: str) -> LatencyTable:
+    """A target name (`pixel_cpu`, `local_cpu`) or a path to a table file."""
+    if name == "pixel_cpu":
+        from latency_tables.pixel import TABLE_FILE
+        return LatencyTable.load(TABLE_FILE)
+    if name == "local_cpu":
+        return local_cpu()
+    if Path(name).suffix == ".csv" or Path(name).exists():
+        return LatencyTable.load(name)
+    raise UserError(f"unknown latency target {name!r}: use {', '.join(TARGETS)} or a table file (.csv)")

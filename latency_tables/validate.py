@@ -1,0 +1,60 @@
+"""Validating a table: time random networks end to end and compare with the table's prediction."""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import kendalltau
+
+from latency_tables.build import measure_networks
+
+
+def error_stats(predicted, measured) -> dict:
+    """RMSE, RMSPE, share within +-5% / +-10%, Kendall's tau of predicted vs measured ms."""
+    p, m = np.asarray(predicted, float), np.asarray(measured, float)
+    rel = (p - m) / m
+    return {"n": len(m), "rmse_ms": float(np.sqrt(np.mean((p - m) ** 2))),
+            "rmspe_pct": float(np.sqrt(np.mean(rel ** 2)) * 100),
+            "within_5pct": float(np.mean(np.abs(rel) <= 0.05)), "within_10pct": float(np.mean(np.abs(rel) <= 0.10)),
+            "kendall_tau": float(kendalltau(p, m).statistic), "mean_rel_err_pct": float(rel.mean() * 100)}
+
+
+def validate_table(table, space, runner, samples: int = 100, seed: int = 12345,
+                   out: str | Path | None = None) -> tuple[dict, pd.DataFrame]:
+    """Measure `samples` random archs of `space` end to end and compare with the table."""
+    r = table.metadata.get("resolution") or space.resolution
+    rng = random.Random(seed)
+    archs = [space.decode(space.sample(rng)).replace(resolution=r) for _ in range(samples)]
+    predicted = np.array([table.query_total(a) for a in archs])
+    measured = measure_networks(archs, runner)
+    df = pd.DataFrame({"arch": [a.to_string() for a in archs], "predicted_ms": predicted,
+                       "measured_ms": measured, "rel_err": (predicted - measured) / measured})
+    stats = error_stats(predicted, measured)
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        df.to_csv(out / "latency_validation.csv", index=False)
+        pd.DataFrame([stats]).to_csv(out / "latency_validation_summary.csv", index=False)
+        scatter(df, stats, out / "latency_validation.png", str(table.metadata.get("device")))
+    return stats, df
+
+
+def scatter(df: pd.DataFrame, stats: dict, path: Path, device: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.scatter(df["measured_ms"], df["predicted_ms"], s=10)
+    lo, hi = df[["measured_ms", "predicted_ms"]].min().min(), df[["measured_ms", "predicted_ms"]].max().max()
+    x = np.linspace(lo, hi, 2)
+    ax.plot(x, x, "k-", lw=0.8)
+    ax.fill_between(x, 0.9 * x, 1.1 * x, color="gray", alpha=0.2, label="+-10%")
+    ax.set(xlabel="measured end to end (ms)", ylabel="table prediction (ms)",
+           title=f"{device}: {stats['within_10pct']:.0%} within +-10%, tau {stats['kendall_tau']:.2f}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,169 @@
+"""Latency tables with real timing: onnxruntime and command runners, resumable builds, local_cpu.
+
+Everything runs at 32-64 pixels on the ops of two or three architectures (never the full table).
+"""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from latency_tables import LatencyTable, arch_ops, load_target
+from latency_tables.build import build_table, measure_ops
+from latency_tables.measure import Budget, CommandRunner, OnnxRuntimeRunner
+from latency_tables.ops import Op, op_onnx
+from latency_tables.table import new_metadata
+from search_spaces.errors import UserError
+from search_spaces.ir import Block
+from search_spaces.space import get_space
+
+FAST = Budget(warmup=1, min_rounds=3, max_rounds=6, max_seconds=0.02)
+SPACE = get_space("mnv3")
+
+
+def archs(n=2, resolution=32, seed=3):
+    rng = random.Random(seed)
+    return [SPACE.decode(SPACE.sample(rng)).replace(resolution=resolution) for _ in range(n)]
+
+
+def ops_of(arch_list):
+    return list(dict.fromkeys(op for a in arch_list for _, op in arch_ops(a)))
+
+
+def test_measure_real_ops_with_onnxruntime():
+    small = Op(Block("ir", 16, 16, 16, 3, 1, "relu"), 8, 16)
+    large = Op(Block("ir", 32, 32, 192, 7, 1, "hswish"), 64, 32)
+    rows = measure_ops([small, large], OnnxRuntimeRunner(1, FAST))
+    for r in rows:
+        assert r["source"] == "measured" and r["count"] >= FAST.min_rounds
+        assert 0 < r["p10_ms"] <= r["median_ms"] <= r["p90_ms"]
+    assert rows[1]["median_ms"] > rows[0]["median_ms"]  # ~100x the work
+
+
+class CountingRunner(OnnxRuntimeRunner):
+    """Counts the models it times, to check that a resumed build skips finished ops."""
+
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        self.timed = 0
+
+    def measure(self, models):
+        self.timed += len(models)
+        return super().measure(models)
+
+
+BUILD_SCRIPT = textwrap.dedent("""
+    import random, sys
+    from latency_tables.build import build_table
+    from latency_tables.measure import Budget, OnnxRuntimeRunner
+    from latency_tables.ops import arch_ops
+    from search_spaces.space import get_space
+    space = get_space("mnv3")
+    rng = random.Random(3)
+    archs = [space.decode(space.sample(rng)).replace(resolution=32) for _ in range(2)]
+    ops = list(dict.fromkeys(op for a in archs for _, op in arch_ops(a)))
+    runner = OnnxRuntimeRunner(1, Budget(warmup=1, min_rounds=40, max_rounds=40, max_seconds=9))
+    build_table(space, "local_cpu", sys.argv[1], runner, resolution=32, ops=ops, chunk=3, calibrate=0,
+                progress=False)
+""")
+
+
+def test_killed_build_resumes_without_remeasuring(tmp_path):
+    out = tmp_path / "table.csv"
+    script = tmp_path / "build.py"
+    script.write_text(BUILD_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), str(out)])
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline:  # kill as soon as a few chunks are on disk
+            if out.exists() and len(LatencyTable.load(out)) >= 6:
+                break
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    before = LatencyTable.load(out)
+    ops = ops_of(archs())
+    assert 6 <= len(before) < len(ops), "the build was not killed mid-way"
+    runner = CountingRunner(1, FAST)
+    after = build_table(SPACE, "local_cpu", out, runner, resolution=32, ops=ops, chunk=3, calibrate=0,
+                        progress=False)
+    assert runner.timed == len(ops) - len(before)
+    assert len(after) == len(ops)
+    old = before.df.set_index("key")["median_ms"]
+    assert after.df.set_index("key").loc[old.index, "median_ms"].tolist() == pytest.approx(old.tolist())
+    # different arguments on the same file are refused, not mixed
+    with pytest.raises(UserError, match="other arguments"):
+        build_table(SPACE, "other_device", out, runner, resolution=32, ops=ops, calibrate=0, progress=False)
+
+
+def test_command_runner_with_a_local_command(tmp_path):
+    script = tmp_path / "time_onnx.py"
+    script.write_text(textwrap.dedent("""
+        import sys, time
+        import numpy as np, onnxruntime as ort
+        sess = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+        inp = sess.get_inputs()[0]
+        x = {inp.name: np.zeros(inp.shape, np.float32)}
+        sess.run(None, x)
+        t = []
+        for _ in range(5):
+            t0 = time.perf_counter(); sess.run(None, x); t.append(time.perf_counter() - t0)
+        print(f"runs 5, median latency: {np.median(t) * 1e3:.4f} ms")
+    """))
+    runner = CommandRunner(f"{sys.executable} {script} {{model}}", repeats=2)
+    ops = ops_of(archs(1))[:4]
+    table = build_table(SPACE, "board", tmp_path / "board.csv", runner, resolution=32, ops=ops, calibrate=0,
+                        progress=False)
+    assert len(table) == 4 and set(table.df["source"]) == {"measured"} and (table.df["count"] == 2).all()
+    assert (table.df["median_ms"] > 0).all()
+    assert table.metadata["runtime"] == "command" and not table.is_local
+    with pytest.raises(UserError, match="must contain"):
+        CommandRunner("echo 1")
+    with pytest.raises(UserError, match="latency command failed"):
+        CommandRunner(f"{sys.executable} -c 'import sys; sys.exit(3)' {{model}}").measure([op_onnx(ops[0])])
+
+
+def test_local_table_measures_missing_ops_on_the_spot(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    table = load_target("local_cpu")
+    assert table.is_local and len(table) == 0
+    assert table.path.is_relative_to(tmp_path)
+    arch = archs(1)[0]
+    ms = table.query_total(arch)
+    assert ms > 0 and len(table) == len({op for _, op in arch_ops(arch)})
+    assert set(table.df["source"]) == {"measured"}
+    # cached on disk: a second load does not measure again
+    again = load_target("local_cpu")
+    assert len(again) == len(table)
+    assert again.query_op(arch_ops(arch)[1][1]) == pytest.approx(table.query_op(arch_ops(arch)[1][1]))
+
+
+def test_validate_reports_errors_and_writes_files(tmp_path):
+    from latency_tables.validate import validate_table
+
+    table = LatencyTable(None, new_metadata("local_cpu", "mnv3", 32, 1))
+    stats, df = validate_table(table, SPACE, OnnxRuntimeRunner(1, FAST), samples=3, seed=1, out=tmp_path)
+    assert stats["n"] == 3 and 0 <= stats["within_10pct"] <= 1 and stats["rmse_ms"] >= 0
+    assert (df["measured_ms"] > 0).all() and (df["predicted_ms"] > 0).all()
+    assert (tmp_path / "latency_validation.csv").exists() and (tmp_path / "latency_validation.png").exists()
+
+
+def test_network_term_is_fitted_and_used(tmp_path):
+    runner = OnnxRuntimeRunner(1, FAST)
+    a = archs(3, seed=7)
+    table = build_table(SPACE, "local_cpu", tmp_path / "t.csv", runner, resolution=32, ops=ops_of(a[:1]),
+                        calibrate=3, progress=False)  # ops of the calibration networks are measured too
+    term = table.metadata["network_term"]
+    assert term["calibrated"] and term["networks"] == 3 and term["scale"] == 1.0
+    summed = sum(table.query_op(op) for _, op in arch_ops(a[0]))
+    assert table.query_total(a[0]) == pytest.approx(summed + term["offset_ms"])
+    saved = json.loads(LatencyTable.load(tmp_path / "t.csv").path.read_text().split("\n")[0].split(" ", 2)[2])
+    assert saved["complete"] is True
+    assert np.isfinite(term["fit_rmspe_pct"])
