@@ -198,13 +198,13 @@ class Refiner:
         with keep_affinity():
             start_ms = self.table.query_total(winner.arch)
         budget = self.s.target_latency if self.s.target_latency is not None else self.s.target_ratio * start_ms
-        val = evaluate(model, self.data, self.data.val)
+        val = evaluate(model, self.data.val)
         row = {"iteration": 0, "proposal": "start", "kind": "", "channels": "", "goal_ms": None,
                "predicted_ms": start_ms, "saving_ms": 0.0, "measured_ms": measured_ms(winner.arch, self.table),
                "acc_before_ft": val, "acc_after_ft": val, "proposals": 0, "seconds": 0.0}
         state = {"version": STATE_VERSION, "settings": asdict(self.s), "source": str(winner.source),
                  "start_arch": winner.arch.to_dict(), "start_ms": start_ms, "budget_ms": budget,
-                 "start_test_acc": evaluate(model, self.data, self.data.test),
+                 "start_test_acc": evaluate(model, self.data.test),
                  "iteration": 0, "arch": winner.arch.to_dict(), "latency_ms": start_ms, "val_acc": val,
                  "history": [row], "proposals": [], "phase": "trim", "stop": None}
         self.log(f"start: {start_ms:.3f} ms on {self.s.target} (budget {budget:.3f} ms), val acc {val:.4f}")
@@ -229,7 +229,7 @@ class Refiner:
                    disable=not self.progress, leave=False)
         for p in bar:
             net = trim(model, p.unit, p.width)
-            before = evaluate(net, self.data, self.data.val)
+            before = evaluate(net, self.data.val)
             try:
                 after = train(net, self.data, self.s.train_config(self.s.seed + k, self.threads,
                                                                    steps=self.s.short_term_steps))["val_acc"]
@@ -296,7 +296,7 @@ class Refiner:
         else:
             after = before
         state.update(phase="done", final_val_acc=after, val_acc_before_long_term=before,
-                     final_test_acc=evaluate(model, self.data, self.data.test),
+                     final_test_acc=evaluate(model, self.data.test),
                      final_measured_ms=measured_ms(Arch.from_dict(state["arch"]), self.table))
         self._save(state, model, "final.pt")
         return state, model
