@@ -16,11 +16,9 @@ import torch
 
 from latency_tables import load_target
 from nas.data import load_data
-from nas.training import TrainConfig, train
-from search_spaces.builder import build_model
+from nas.training import TrainConfig, build_for_training, train
 from search_spaces.counting import count
 from search_spaces.ir import Arch
-from search_spaces.proxy import for_proxy
 from search_spaces.space import get_space
 
 #: the keys of a run's config that a worker needs to evaluate a candidate
@@ -69,7 +67,7 @@ def evaluate_candidate(job: dict) -> dict:
            "macs": sizes["macs"], "params": sizes["params"], "accuracy": math.nan,
            "train_loss": math.nan, "images_per_s": math.nan, "status": "ok", "reason": ""}
     try:
-        model = build_model(for_proxy(arch, job["resolution"]))
+        model = build_for_training(arch, data, seed=job["seed"])
         result = train(model, data, train_config(job))
         row.update(accuracy=result["val_acc"], train_loss=result["train_loss"],
                    images_per_s=result["images_per_s"])

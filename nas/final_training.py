@@ -15,11 +15,9 @@ from nas.data import load_data
 from nas.evaluation import train_config
 from nas.reward import Reward
 from nas.run_dir import RunDir, save_deployment, write_csv, write_json
-from nas.training import evaluate, train
-from search_spaces.builder import build_model
+from nas.training import build_for_training, evaluate, train
 from search_spaces.errors import UserError
 from search_spaces.ir import Arch
-from search_spaces.proxy import for_proxy
 
 
 def top_candidates(trials: pd.DataFrame, k: int) -> pd.DataFrame:
@@ -48,9 +46,9 @@ def train_top(run: RunDir, top: int, epochs: float, progress: bool = True) -> pd
             rows.append(json.loads(done.read_text()))
             continue
         arch = Arch.from_string(cand["arch"])
-        model = build_model(for_proxy(arch, cfg["resolution"]))
+        model = build_for_training(arch, data, seed=cfg["seed"])
         result = train(model, data, train_config(job, epochs=epochs))
-        test_acc = evaluate(model, data, data.test)
+        test_acc = evaluate(model, data.test)
         save_deployment(out, arch, model.state_dict())
         row = {"rank": rank, "trial": int(cand["trial"]), "test_accuracy": test_acc, "val_accuracy": result["val_acc"],
                "search_accuracy": cand["accuracy"], "latency_ms": cand["latency_ms"], "macs": int(cand["macs"]),

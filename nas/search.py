@@ -76,9 +76,8 @@ class SearchSession:
         self.run.record(self.trials, self.controller.state_dict())
         if row["status"] == "ok" and (previous_best is None or row["reward"] > previous_best["reward"]):
             self.run.promote(row, self._arch(row))
-            self.run.discard_pending()
-        else:
-            self.run.pending_weights(key).unlink(missing_ok=True)
+        # other workers' files stay: their trials are still running
+        self.run.pending_weights(key).unlink(missing_ok=True)
         self.bar.update(1)
         self._show_best()
 
@@ -112,7 +111,8 @@ def ray_session(address: str | None, num_cpus: int):
     import ray
 
     tmp = tempfile.mkdtemp(prefix="nasray-", dir="/tmp")
-    quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter honours verbose=0: no banner
+    quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
     try:
         if address:
             ray.init(address=address, **quiet)

@@ -21,3 +21,10 @@ class ControllerSearcher(Searcher):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         self.session.finish(trial_id, None if error else result)
+
+    # Tune asks searchers to checkpoint themselves; the session's run directory already is the checkpoint.
+    def save(self, checkpoint_path: str) -> None:
+        pass
+
+    def restore(self, checkpoint_path: str) -> None:
+        pass

@@ -1,0 +1,121 @@
+"""`nas search | show | train` end to end on tiny trials, the reward, failed candidates, bad inputs."""
+import json
+import math
+
+import onnxruntime as ort
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from nas.cli import main
+from nas.evaluation import evaluate_candidate
+from nas.reward import Reward, pareto_mask
+from search_spaces.builder import build_model
+from search_spaces.ir import Arch
+from search_spaces.space import get_space
+
+TINY = ["--steps", "1", "--train-subset", "64", "--resolution", "16", "--batch-size", "32", "--quiet"]
+
+
+def test_reward_follows_mnasnet():
+    soft = Reward("soft", 80.0)
+    assert soft.scalar(0.8, 80.0) == pytest.approx(0.8)
+    assert soft.scalar(0.8, 40.0) == pytest.approx(0.8 * 0.5 ** -0.07)   # faster than T: rewarded a little
+    assert soft.scalar(0.8, 160.0) == pytest.approx(0.8 * 2 ** -0.07)    # slower: penalized as much
+    hard = Reward("hard", 80.0)
+    assert hard.scalar(0.8, 40.0) == pytest.approx(0.8)                  # alpha = 0
+    assert hard.scalar(0.8, 160.0) == pytest.approx(0.4)                 # beta = -1
+    assert Reward("soft", 80.0, w=-0.15).scalar(0.8, 160.0) == pytest.approx(0.8 * 2 ** -0.15)
+    assert Reward("pareto", 80.0).objectives(0.8, 50.0) == (0.8, -50.0)
+
+
+def test_pareto_mask():
+    acc = [0.9, 0.8, 0.85, 0.7, 0.9]
+    lat = [100, 50, 120, 60, 90]
+    assert pareto_mask(acc, lat).tolist() == [False, True, False, False, True]
+
+
+def test_a_diverging_candidate_is_a_failed_result():
+    job = dict(space="mnv3", target="pixel_cpu", data="digits", resolution=16, deploy_resolution=224,
+               train_subset=64, seed=0, epochs=1, steps=2, batch_size=32, lr=math.nan, optimizer="sgd", threads=1,
+               vector=get_space("mnv3").sample(__import__("random").Random(0)))
+    row = evaluate_candidate(job)
+    assert row["status"] == "failed" and "TrainingDiverged" in row["reason"]
+    assert row["latency_ms"] > 0 and row["params"] > 0  # measured before training
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--space", "mnv9"], "unknown search space"),
+    (["--target", "tpu_v9"], "unknown latency target"),
+    (["--controller", "bayes"], "invalid choice"),
+    (["--data", "cifar10:/no/such/dir"], "not found"),
+    (["--data", "mnist"], "unknown data"),
+    (["--reward", "pareto", "--controller", "rl"], "pareto"),
+    (["--trials", "0"], "at least 1"),
+])
+def test_bad_input_is_one_line_and_status_2(argv, message, capsys, tmp_path):
+    assert main(["search", "--out", str(tmp_path / "run"), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_not_a_run_directory(capsys, tmp_path):
+    for argv in (["search", "--resume", str(tmp_path)], ["show", str(tmp_path)], ["train", str(tmp_path)]):
+        assert main(argv) == 2
+        assert "not a search run directory" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """One real Ray Tune search: 2 workers, 4 tiny trials, evolution controller."""
+    run = tmp_path_factory.mktemp("search") / "run"
+    assert main(["search", "--out", str(run), "--trials", "4", "--workers", "2", "--controller", "evolution",
+                 *TINY]) == 0
+    return run
+
+
+def test_search_writes_the_run_directory(finished_run):
+    run = finished_run
+    cfg = json.loads((run / "config.json").read_text())
+    for key in ("space", "target", "data", "resolution", "deploy_resolution", "train_subset", "seed", "epochs",
+                "latency_target_ms", "reward", "versions", "latency_table"):
+        assert key in cfg
+    assert cfg["latency_target_from"].startswith("mobilenet_v3_large")
+    trials = pd.read_csv(run / "trials.csv")
+    assert len(trials) == 4 and trials["key"].is_unique and trials["trial"].tolist() == [0, 1, 2, 3]
+    assert (trials["status"] == "ok").all() and trials["accuracy"].between(0, 1).all()
+    assert (trials["latency_ms"] > 0).all() and (trials["macs"] > 0).all()
+    for name in ("pareto.csv", "reward.png", "pareto.png", "summary.md", "best/arch.json"):
+        assert (run / name).stat().st_size > 0
+    assert not list((run / "pending").glob("*"))  # candidates' weights are cleaned up
+
+    best = json.loads((run / "best/trial.json").read_text())
+    assert best["reward"] == pytest.approx(trials["reward"].max())
+    arch = Arch.from_json((run / "best/arch.json").read_text())
+    assert arch.resolution == 224 and arch.num_classes == 10
+    assert arch.to_string() == trials.loc[trials["reward"].idxmax(), "arch"]
+    model = build_model(arch)
+    model.load_state_dict(torch.load(run / "best/model.pt", weights_only=True))
+    session = ort.InferenceSession(str(run / "best/model.onnx"))
+    x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    with torch.no_grad():
+        expected = model.eval()(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(session.run(None, {session.get_inputs()[0].name: x})[0], expected,
+                               rtol=1e-3, atol=1e-3)
+
+
+def test_show_and_train(finished_run, capsys):
+    assert main(["show", str(finished_run), "--top", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "# Search mnv3 on pixel_cpu" in out and "top 2 by reward" in out
+
+    assert main(["train", str(finished_run), "--top", "2", "--epochs", "0.5", "--quiet"]) == 0
+    results = pd.read_csv(finished_run / "final/results.csv")
+    assert results["rank"].tolist() == [1, 2] and results["test_accuracy"].between(0, 1).all()
+    winner = json.loads((finished_run / "final/winner.json").read_text())
+    assert winner["reward"] == pytest.approx(results["reward"].max())
+    arch = Arch.from_json((finished_run / winner["arch_json"]).read_text())
+    build_model(arch).load_state_dict(torch.load(finished_run / winner["weights"], weights_only=True))
+    assert (finished_run / winner["onnx"]).stat().st_size > 0
