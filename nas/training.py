@@ -1,0 +1,163 @@
+"""Proxy training: a standard recipe, deterministic for a given seed.
+
+SGD with Nesterov momentum (or RMSprop), cosine learning-rate schedule, weight decay on
+conv/linear weights only, label smoothing, random crop (reflect-free zero padding) and
+horizontal flip. channels_last memory format: about 3.5x faster on this CPU.
+"""
+from __future__ import annotations
+
+import math
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from nas.data import Data, Split
+from search_spaces.builder import Net, build_model
+from search_spaces.ir import Arch
+from search_spaces.proxy import for_proxy
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class TrainConfig:
+    epochs: float = 1.0
+    steps: int | None = None          # overrides epochs when set
+    batch_size: int = 128
+    lr: float = 0.05
+    optimizer: str = "sgd"            # sgd | rmsprop
+    weight_decay: float = 4e-5
+    label_smoothing: float = 0.1
+    flip: bool = True                 # off for data where mirroring changes the label (digits)
+    seed: int = 0
+    threads: int | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@contextmanager
+def _threads(n: int | None):
+    old = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _augment(x: torch.Tensor, gen: torch.Generator, flip: bool) -> torch.Tensor:
+    """Random crop with padding of 1/8 of the side, and random horizontal flip, per image."""
+    n, _, h, w = x.shape
+    pad = max(1, h // 8)
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    rows = (dy[:, None] + torch.arange(h)[None])[:, None, :, None].expand(n, x.shape[1], h, w + 2 * pad)
+    out = padded.gather(2, rows)
+    cols = (dx[:, None] + torch.arange(w)[None])[:, None, None, :].expand(n, x.shape[1], h, w)
+    out = out.gather(3, cols)
+    if flip:
+        mask = torch.rand(n, generator=gen) < 0.5
+        out[mask] = out[mask].flip(3)
+    return out
+
+
+def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(groups, lr=cfg.lr, alpha=0.9, eps=0.02, momentum=0.9)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r} (sgd or rmsprop)")
+
+
+def build_for_training(arch: Arch, data: Data, seed: int = 0) -> Net:
+    """The proxy network for `arch` on `data` (its classes, its resolution), seeded init."""
+    torch.manual_seed(seed)
+    return build_model(for_proxy(arch.replace(num_classes=data.num_classes), data.resolution))
+
+
+def train(model: nn.Module, data: Data, cfg: TrainConfig, split: Split | None = None) -> dict:
+    """Train in place on `split` (default: data.train); return val accuracy, loss and speed."""
+    split = split or data.train
+    with _threads(cfg.threads):
+        torch.manual_seed(cfg.seed)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        model.to(memory_format=torch.channels_last).train()
+        n = len(split)
+        bs = min(cfg.batch_size, n)
+        per_epoch = max(1, n // bs)
+        total = cfg.steps if cfg.steps is not None else max(1, math.ceil(cfg.epochs * per_epoch))
+        opt = _optimizer(model, cfg)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
+        loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        start, step, seen, loss_sum = time.perf_counter(), 0, 0, 0.0
+        while step < total:
+            order = torch.randperm(n, generator=gen)
+            for i in range(per_epoch):
+                if step >= total:
+                    break
+                idx = order[i * bs:(i + 1) * bs]
+                x = split.normalize(_augment(split.x[idx], gen, cfg.flip))
+                loss = loss_fn(model(x), split.y[idx])
+                if not torch.isfinite(loss):
+                    raise TrainingDiverged(f"loss is {loss.item()} at step {step}")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                step += 1
+                seen += len(idx)
+                loss_sum += loss.item()
+        recalibrate_bn(model, split, gen, cfg.flip)
+        seconds = time.perf_counter() - start
+        val_acc = evaluate(model, data.val)
+    return {"val_acc": val_acc, "train_loss": loss_sum / max(1, step), "steps": step,
+            "seconds": seconds, "images_per_s": seen / max(seconds, 1e-9)}
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, split: Split, gen: torch.Generator, flip: bool,
+                   images: int = 2000, batch_size: int = 250) -> None:
+    """Re-estimate BatchNorm statistics with the final weights.
+
+    After a short proxy training the running averages lag far behind the weights, and
+    eval-mode accuracy then ranks architectures by how fast their statistics settled.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    if not bns:
+        return
+    saved = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average over the batches below
+    model.train()
+    order = torch.randperm(len(split), generator=gen)[:images]
+    for i in range(0, len(order), batch_size):
+        idx = order[i:i + batch_size]
+        if len(idx) > 1:
+            model(split.normalize(_augment(split.x[idx], gen, flip)))
+    for bn, m in zip(bns, saved):
+        bn.momentum = m
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: Split, batch_size: int = 500) -> float:
+    """Top-1 accuracy of `model` on `split`, in [0, 1]."""
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for i in range(0, len(split), batch_size):
+        x = split.normalize(split.x[i:i + batch_size])
+        correct += (model(x).argmax(1) == split.y[i:i + batch_size]).sum().item()
+    model.train(was_training)
+    return correct / max(1, len(split))
