@@ -43,19 +43,14 @@ def read_config(run_dir: Path) -> dict:
 
 
 def winner_dir(run_dir: Path) -> Path:
-    """`final/winner.json`'s directory when `nas train` has run, else `best/`."""
+    """The directory `final/winner.json` names when `nas train` has run, else `best/`."""
     marker = run_dir / "final" / "winner.json"
     if not marker.is_file():
         return run_dir / "best"
-    doc = read_json(marker, "winner marker")
-    for key in ("dir", "path", "directory", "rank"):
-        if key in doc:
-            name = str(doc[key])
-            for base in (run_dir, run_dir / "final"):
-                if (base / name / "arch.json").is_file():
-                    return base / name
-            raise UserError(f"{marker}: winner {name!r} has no arch.json under {run_dir} or {run_dir / 'final'}")
-    raise UserError(f"{marker} names no winner directory (expected a 'dir' field)")
+    name = read_json(marker, "winner marker").get("dir")
+    if not isinstance(name, str):
+        raise UserError(f"{marker} names no winner directory (expected a 'dir' field)")
+    return run_dir / name
 
 
 def load_winner(run_dir: Path) -> Winner:

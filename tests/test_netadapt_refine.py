@@ -18,7 +18,7 @@ from nas.data import load_data
 from nas.training import TrainConfig, train
 from netadapt.cli import main
 from netadapt.proposals import proposals
-from netadapt.surgery import resize
+from netadapt.surgery import resize, units
 from search_spaces.builder import Net, build_model
 from search_spaces.ir import Arch
 from search_spaces.proxy import for_proxy
@@ -195,3 +195,20 @@ def test_step_schedule_constant_decaying_and_capped_at_the_budget():
     decaying = Settings("pixel_cpu", "digits", 16, step_ratio=0.04, step_decay=0.5)
     assert [iteration_goal(decaying, 50.0, k, 49.0, 10.0) for k in range(3)] == [2.0, 1.0, 0.5]
     assert iteration_goal(decaying, 50.0, 0, 10.3, 10.0) == pytest.approx(0.3)  # last step: just to the budget
+
+
+def test_the_winner_retrained_by_nas_train_is_preferred(run_dir, tmp_path):
+    from netadapt.run_dir import load_winner
+
+    run = tmp_path / "trained"
+    run.mkdir()
+    (run / "config.json").write_text((run_dir / "config.json").read_text())
+    assert load_winner(run_dir).source == run_dir / "best"
+    retrained = resize(ARCH, next(u for u in units(ARCH) if u.name == "mid:b4"), 64)
+    (run / "final" / "2").mkdir(parents=True)
+    (run / "final" / "2" / "arch.json").write_text(retrained.to_json())
+    torch.save(Net(retrained).state_dict(), run / "final" / "2" / "model.pt")
+    (run / "final" / "winner.json").write_text(json.dumps({"rank": 2, "dir": "final/2"}))
+    w = load_winner(run)
+    assert w.source == run / "final" / "2" and w.arch == retrained
+    assert w.state["blocks.4.expand.0.weight"].shape[0] == 64
