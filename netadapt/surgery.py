@@ -43,7 +43,7 @@ def _has_expand(b: Block) -> bool:
 
 def units(arch: Arch) -> list[Unit]:
     """Every trimmable unit of `arch`: the widths first, then the mid channels, in network order."""
-    widths_, blocks, producer = [], arch.blocks, -1
+    groups, blocks, producer = [], arch.blocks, -1
     while producer is not None:
         members, i = [], producer + 1
         while i < len(blocks) and blocks[i].residual:
@@ -52,18 +52,11 @@ def units(arch: Arch) -> list[Unit]:
         names = ["stem" if producer == -1 else f"b{producer}"] + [f"b{j}" for j in members]
         width = arch.stem.out if producer == -1 else blocks[producer].out
         consumer = i if i < len(blocks) else None
-        widths_.append(Unit("width", "width:" + "-".join(dict.fromkeys([names[0], names[-1]])), width,
+        groups.append(Unit("width", "width:" + "-".join(dict.fromkeys([names[0], names[-1]])), width,
                             tuple(members), producer, consumer))
         producer = consumer
     mids = [Unit("mid", f"mid:b{i}", b.mid, (i,)) for i, b in enumerate(blocks) if _has_expand(b)]
-    return widths_ + mids
-
-
-def find_unit(arch: Arch, name: str) -> Unit:
-    for u in units(arch):
-        if u.name == name:
-            return u
-    raise KeyError(name)
+    return groups + mids
 
 
 # ---- the IR side ---------------------------------------------------------------
