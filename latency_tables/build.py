@@ -44,18 +44,13 @@ def measure_networks(archs, runner) -> np.ndarray:
     return np.array([np.median(s) for s in samples])
 
 
-def input_melems(op: Op) -> float:
-    """Millions of input elements of an op: what a standalone op copies in and reorders."""
-    return op.cin * op.hw ** 2 / 1e6
-
-
 def fit_network_term(table: LatencyTable, archs, runner) -> dict:
     """Fit measured = scale * sum(op ms) + per_input_melem_ms * sum(op inputs) + offset on whole
     networks (least squares). Each standalone op pays for taking in its input, which a network
     does not, hence the input term; with fewer than 8 networks only the offset is fitted."""
     ops = [[op for _, op in arch_ops(a)] for a in archs]
     sums = np.array([sum(table.query_op(op) for op in o) for o in ops])
-    inputs = np.array([sum(input_melems(op) for op in o) for o in ops])
+    inputs = np.array([sum(op.input_melems for op in o) for o in ops])
     measured = measure_networks(archs, runner)
     if len(archs) >= 8:
         X = np.c_[sums, inputs, np.ones(len(archs))]

@@ -57,6 +57,11 @@ class Op:
     def macs(self) -> int:
         return op_macs(self)
 
+    @property
+    def input_melems(self) -> float:
+        """Millions of input elements: what a standalone op copies in and reorders."""
+        return self.cin * self.hw ** 2 / 1e6
+
 
 def parse_key(key: str) -> Op:
     """Op of a key string; UserError saying what is wrong with a malformed key."""

@@ -135,7 +135,7 @@ class LatencyTable:
     def in_network(self, op: Op) -> float:
         """What one op adds to a network's latency: its ms with the per-op end-to-end terms."""
         t = self.network_term
-        return t["scale"] * self._ms[op.key] + t.get("per_input_melem_ms", 0.0) * op.cin * op.hw ** 2 / 1e6
+        return t["scale"] * self._ms[op.key] + t.get("per_input_melem_ms", 0.0) * op.input_melems
 
     def query_total(self, arch: Arch) -> float:
         """Latency (ms) of the whole network: its ops plus the end-to-end term."""
