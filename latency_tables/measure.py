@@ -11,6 +11,7 @@ budget is spent, so a slow phase hits all models alike instead of biasing a few.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
@@ -36,12 +37,20 @@ def summarize(samples_ms) -> dict:
             "std_ms": float(x.std()), "count": int(x.size)}
 
 
-def pin_cpus(threads: int) -> None:
-    """Pin this process to `threads` CPUs (where the OS allows it) so the scheduler does not
-    move the timed thread between cores mid-run."""
-    if hasattr(os, "sched_setaffinity"):
-        cpus = sorted(os.sched_getaffinity(0))
-        os.sched_setaffinity(0, cpus[-threads:] if threads <= len(cpus) else cpus)
+@contextlib.contextmanager
+def pinned(threads: int):
+    """Pin this process to `threads` CPUs while timing (where the OS allows it), so the scheduler
+    does not move the timed thread between cores mid-run; the old affinity is restored after."""
+    if not hasattr(os, "sched_setaffinity"):
+        yield
+        return
+    old = os.sched_getaffinity(0)
+    cpus = sorted(old)
+    os.sched_setaffinity(0, cpus[-threads:] if threads <= len(cpus) else cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, old)
 
 
 @dataclass
@@ -71,7 +80,6 @@ class OnnxRuntimeRunner:
         # one thread: the run happens in this thread, whose CPU time excludes preemption
         self.clock_name = "thread_cpu" if threads == 1 else "wall"
         self.clock = time.thread_time if threads == 1 else time.perf_counter
-        pin_cpus(threads)
 
     @property
     def version(self) -> str:
@@ -88,6 +96,10 @@ class OnnxRuntimeRunner:
 
     def measure(self, models: list) -> list[list[float]]:
         """Timed samples (ms) of each model, interleaved in rounds."""
+        with pinned(self.threads):
+            return self._measure(models)
+
+    def _measure(self, models: list) -> list[list[float]]:
         b = self.budget
         runs = []
         for model in models:

@@ -39,7 +39,10 @@ def ops_of(arch_list):
 def test_measure_real_ops_with_onnxruntime():
     small = Op(Block("ir", 16, 16, 16, 3, 1, "relu"), 8, 16)
     large = Op(Block("ir", 32, 32, 192, 7, 1, "hswish"), 64, 32)
+    before = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     rows = measure_ops([small, large], OnnxRuntimeRunner(1, FAST))
+    if before is not None:  # pinned to one CPU while timing only
+        assert os.sched_getaffinity(0) == before
     for r in rows:
         assert r["source"] == "measured" and r["count"] >= FAST.min_rounds
         assert 0 < r["p10_ms"] <= r["median_ms"] <= r["p90_ms"]
