@@ -12,17 +12,19 @@ def register(sub) -> None:
         dest="latency_command", required=True)
 
     def runner_args(p):
-        p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1)")
+        p.add_argument("--threads", type=int, default=1, metavar="N", help="onnxruntime intra-op threads (default 1)")
         p.add_argument("--runner", choices=("onnxruntime", "command"), default="onnxruntime")
         p.add_argument("--command", metavar="TEMPLATE",
                        help="for --runner command: shell command with {model} (an ONNX file) that prints ms")
+        p.add_argument("--repeats", type=int, default=3, metavar="N",
+                       help="for --runner command: runs of the command per op, interleaved (default 3)")
 
     p = lat.add_parser("build", help="time every op of a search space on this device")
     p.add_argument("--space", default="mnv3")
     p.add_argument("--device", required=True, help="device name stored in the table (local_cpu: this machine's cache)")
-    p.add_argument("--resolution", type=int, default=None, help="input size (default: the space's)")
+    p.add_argument("--resolution", type=int, default=None, metavar="PX", help="input size (default: the space's)")
     p.add_argument("--out", metavar="FILE", help="table file (default: local_cpu cache or latency_DEVICE_SPACE_rRES.csv)")
-    p.add_argument("--calibrate", type=int, default=20, help="networks timed whole to fit the end-to-end term")
+    p.add_argument("--calibrate", type=int, default=20, metavar="N", help="networks timed whole to fit the end-to-end term")
     p.add_argument("--recalibrate", action="store_true", help="fit the end-to-end term again on a finished table")
     runner_args(p)
     p.set_defaults(func=build)
@@ -30,7 +32,7 @@ def register(sub) -> None:
     p = lat.add_parser("validate", help="time random networks end to end and compare with a table")
     p.add_argument("--table", required=True, help="target name (local_cpu, pixel_cpu) or table file")
     p.add_argument("--space", default=None, help="search space (default: the table's)")
-    p.add_argument("--samples", type=int, default=100)
+    p.add_argument("--samples", type=int, default=100, metavar="N")
     p.add_argument("--seed", type=int, default=12345)
     p.add_argument("--out", metavar="DIR", help="write latency_validation.csv and .png here")
     runner_args(p)
@@ -55,7 +57,9 @@ def _runner(args):
 
     if args.runner == "command" and not args.command:
         raise UserError("--runner command needs --command TEMPLATE (with {model})")
-    return make_runner(args.runner, args.threads, args.command)
+    if args.repeats < 1:
+        raise UserError("--repeats must be at least 1")
+    return make_runner(args.runner, args.threads, args.command, repeats=args.repeats)
 
 
 def build(args) -> int:

@@ -186,9 +186,10 @@ class CommandRunner:
         return samples
 
 
-def make_runner(kind: str, threads: int = 1, command: str | None = None, budget: Budget | None = None):
+def make_runner(kind: str, threads: int = 1, command: str | None = None, budget: Budget | None = None,
+                repeats: int = 3):
     if kind == "onnxruntime":
         return OnnxRuntimeRunner(threads, budget)
     if kind == "command":
-        return CommandRunner(command or "")
+        return CommandRunner(command or "", repeats)
     raise UserError(f"unknown runner {kind!r} (expected onnxruntime or command)")

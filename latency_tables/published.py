@@ -19,9 +19,9 @@ from search_spaces.errors import UserError
 from search_spaces.ir import Block, Head, Stem
 from search_spaces.references import mnv3_se
 
-FORMATS = {  # format -> (block activation(s), stem activation, head type, what `expand` means)
-    "proxylessnas": {"act": "relu6", "head": "mnv2", "expand": "ratio"},
-    "ofa": {"act": "relu", "head": "mnv3", "expand": "channels"},
+FORMATS = {  # activation of blocks without h-swish; `expand` is a ratio or a channel count
+    "proxylessnas": {"act": "relu6", "expand": "ratio"},
+    "ofa": {"act": "relu", "expand": "channels"},
 }
 _SHAPE = re.compile(r"^(\d+)x(\d+)x(\d+)$")
 
