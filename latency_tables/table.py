@@ -26,7 +26,8 @@ from search_spaces.ir import Arch
 
 SCHEMA_VERSION = 1
 HEADER = "# nas-latency-table "
-COLUMNS = ["key", "kind", "hw", "cin", "cout", "macs", *STATS, "source"]
+COLUMNS = ["key", "kind", "hw", "cin", "cout", "mid", "kernel", "stride", "act", "se", "residual", "macs",
+           *STATS, "source"]
 SOURCES = ("measured", "model")
 REQUIRED_META = ("device", "cpu", "cores", "runtime", "runtime_version", "threads", "resolution",
                  "date", "space", "schema_version", "statistic", "network_term")
@@ -62,9 +63,18 @@ def new_metadata(device: str, space: str, resolution: int, threads: int, runtime
 
 
 def op_row(op: Op, stats: dict, source: str) -> dict:
-    layer = op.layer
-    cout = getattr(layer, "out", None) or (op.num_classes if op.kind == "head" else None)
-    return {"key": op.key, "kind": op.kind, "hw": op.hw, "cin": op.cin, "cout": cout, "macs": op.macs(),
+    """A table row: the key, the op's fields spelled out for filtering, its statistics, its source."""
+    L = op.layer
+    if op.kind == "block":
+        fields = {"cout": L.out, "mid": L.mid, "kernel": L.kernel, "stride": L.stride, "act": L.act,
+                  "se": L.se.squeeze if L.se else 0, "residual": L.residual}
+    elif op.kind == "stem":
+        fields = {"cout": L.out, "mid": L.out, "kernel": L.kernel, "stride": L.stride, "act": L.act, "se": 0,
+                  "residual": False}
+    else:  # head: mid is its 1x1 conv width
+        fields = {"cout": op.num_classes, "mid": L.conv, "kernel": 1, "stride": 1, "act": L.act, "se": 0,
+                  "residual": False}
+    return {"key": op.key, "kind": op.kind, "hw": op.hw, "cin": op.cin, **fields, "macs": op.macs(),
             **stats, "source": source}
 
 
@@ -255,7 +265,7 @@ def validate(df: pd.DataFrame, meta: dict, where: str) -> None:
     cols = [c for c in COLUMNS if c not in df.columns]
     if cols:
         raise UserError(f"{where}: missing column(s) {', '.join(cols)}")
-    for c in ("hw", "cin", "macs", *STATS):
+    for c in ("hw", "cin", "cout", "mid", "kernel", "stride", "se", "macs", *STATS):
         number = pd.to_numeric(df[c], errors="coerce")
         bad = df[c][number.isna() & df[c].notna()]
         if len(bad):

@@ -136,6 +136,9 @@ def test_pixel_cpu_ships_the_full_mnv3_table_of_model_rows():
     assert set(table.df["source"]) == {"model"}
     assert (table.df["median_ms"] > 0).all()
     assert table.metadata["op_model"]["provenance"]["loo_mean_abs_pct"] > 0
+    row = table.df.set_index("key").loc["ir:i24_o40_m72_k5_s2_relu_se24h@r56"]  # fields spelled out
+    assert (row["kind"], row["hw"], row["cin"], row["cout"], row["mid"], row["kernel"], row["stride"], row["act"],
+            row["se"], bool(row["residual"])) == ("block", 56, 24, 40, 72, 5, 2, "relu", 24, False)
     # published orientation: MobileNetV2 1.0 at 224 about 75 ms on a Pixel 1
     assert 60 < table.query_total(reference("mobilenet_v2")) < 90
 
