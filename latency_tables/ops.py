@@ -18,7 +18,7 @@ from functools import cached_property
 
 from search_spaces.counting import block_count, conv_out, layer_counts
 from search_spaces.errors import UserError
-from search_spaces.ir import Arch, ArchError, Block, Head, Stem, _parse_block, _parse_head, _parse_stem
+from search_spaces.ir import Arch, ArchError, Block, Head, Stem, parse_block, parse_head, parse_stem
 from search_spaces.space import SearchSpace
 
 _CONTEXT = re.compile(r"^r(\d+)(?:_x(\d+))?(?:_n(\d+))?$")
@@ -75,11 +75,11 @@ def parse_key(key: str) -> Op:
     try:
         kind = layer_text.partition(":")[0]
         if kind == "stem":
-            layer = _parse_stem(layer_text)
+            layer = parse_stem(layer_text)
         elif kind == "head":
-            layer = replace(_parse_head(layer_text), dropout=0.2)
+            layer = replace(parse_head(layer_text), dropout=0.2)
         else:
-            layer = _parse_block(layer_text, 0)
+            layer = parse_block(layer_text, 0)
             cin = layer.in_
     except ArchError as e:
         raise UserError(f"malformed op key {key!r}: {e}") from None
@@ -135,7 +135,7 @@ def op_onnx(op: Op):
 
 def stage_blocks(space: SearchSpace, s: int, cin: int, choice: tuple) -> list[Block]:
     """Blocks of stage `s` for one stage choice (op, kernel, se, act, skip, width, depth)."""
-    return space._stage_blocks(s, cin, choice)
+    return space.stage_blocks(s, cin, choice)
 
 
 def stage_inputs(space: SearchSpace, resolution: int | None = None) -> list[int]:

@@ -170,9 +170,9 @@ class Arch:
         if len(parts) < 3:
             raise ArchError("architecture string needs at least 'r.._n..|stem:..|head:..'")
         g = _tokens(parts[0], "header")
-        stem = _parse_stem(parts[1])
-        blocks = tuple(_parse_block(p, i) for i, p in enumerate(parts[2:-1]))
-        head = _parse_head(parts[-1])
+        stem = parse_stem(parts[1])
+        blocks = tuple(parse_block(p, i) for i, p in enumerate(parts[2:-1]))
+        head = parse_head(parts[-1])
         return cls(stem=stem, blocks=blocks, head=head, resolution=g.int("r"),
                    num_classes=g.int("n"), in_channels=g.int("x", 3))
 
@@ -242,12 +242,12 @@ def _split(part: str, kind: str, where: str) -> str:
     return rest
 
 
-def _parse_stem(part: str) -> Stem:
+def parse_stem(part: str) -> Stem:
     t = _tokens(_split(part, "stem", "stem"), "stem")
     return Stem(out=t.int("c"), kernel=t.int("k"), stride=t.int("s"), act=t.act())
 
 
-def _parse_block(part: str, i: int) -> Block:
+def parse_block(part: str, i: int) -> Block:
     where = f"block {i}"
     op, sep, rest = part.partition(":")
     if not sep or op not in BLOCK_OPS:
@@ -264,7 +264,7 @@ def _parse_block(part: str, i: int) -> Block:
                  stride=t.int("s"), act=t.act(), se=se, residual="r" in t.flags)
 
 
-def _parse_head(part: str) -> Head:
+def parse_head(part: str) -> Head:
     rest = _split(part, "head", "head")
     kind, _, rest = rest.partition("_")
     if kind not in HEAD_TYPES:

@@ -79,7 +79,7 @@ class SearchSpace:
                 raise UserError(f"space {self.name}: decision {d.name} = {v!r} is not an index below {len(d.choices)}")
         return vector
 
-    def _stage_blocks(self, s: int, cin: int, choice: tuple) -> list[Block]:
+    def stage_blocks(self, s: int, cin: int, choice: tuple) -> list[Block]:
         op, k, se_ratio, act, skip, width, depth = choice
         blocks = []
         for i in range(depth):
@@ -104,7 +104,7 @@ class SearchSpace:
             ds = self.stage_decisions(s)
             choice = tuple(d.choices[vector[pos + j]] for j, d in enumerate(ds))
             pos += len(ds)
-            stage = self._stage_blocks(s, cin, choice)
+            stage = self.stage_blocks(s, cin, choice)
             blocks += stage
             cin = stage[-1].out
         return Arch(self.stem, tuple(blocks), self.head, self.resolution, self.num_classes)
@@ -124,7 +124,7 @@ class SearchSpace:
                 return [] if start == len(blocks) else None
             ds = self.stage_decisions(s)
             for idx in itertools.product(*(range(len(d.choices)) for d in ds)):
-                stage = self._stage_blocks(s, cin, tuple(d.choices[i] for d, i in zip(ds, idx)))
+                stage = self.stage_blocks(s, cin, tuple(d.choices[i] for d, i in zip(ds, idx)))
                 if blocks[start:start + len(stage)] == tuple(stage):
                     tail = parse(s + 1, start + len(stage), stage[-1].out)
                     if tail is not None:
