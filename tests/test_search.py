@@ -1,9 +1,10 @@
 """`nas search | show | train` end to end on tiny trials, the reward, failed candidates, bad inputs."""
 import json
 import math
+import shutil
 
-import onnxruntime as ort
 import numpy as np
+import onnxruntime as ort
 import pandas as pd
 import pytest
 import torch
@@ -11,6 +12,8 @@ import torch
 from nas.cli import main
 from nas.evaluation import evaluate_candidate
 from nas.reward import Reward, pareto_mask
+from nas.run_dir import RunDir
+from nas.search import SearchSession
 from search_spaces.builder import build_model
 from search_spaces.ir import Arch
 from search_spaces.space import get_space
@@ -119,3 +122,16 @@ def test_show_and_train(finished_run, capsys):
     arch = Arch.from_json((finished_run / winner["arch_json"]).read_text())
     build_model(arch).load_state_dict(torch.load(finished_run / winner["weights"], weights_only=True))
     assert (finished_run / winner["onnx"]).stat().st_size > 0
+
+
+def test_rows_the_controller_missed_are_replayed(finished_run, tmp_path):
+    """A kill between writing trials.csv and controller.pt: the session tells the controller the rest."""
+    run = shutil.copytree(finished_run, tmp_path / "copy")
+    state = torch.load(run / "controller.pt", weights_only=True)
+    population = state["controller"]["population"]
+    assert len(population) == 4
+    torch.save({"n_trials": 1, "controller": state["controller"] | {"population": population[:1]}},
+               run / "controller.pt")
+    session = SearchSession(RunDir(run), progress=False)
+    assert [v for v, _ in session.controller.population] == [v for v, _ in population]
+    assert session.to_ask == 0

@@ -1,0 +1,60 @@
+"""Nothing lost: a search killed with SIGKILL resumes with no finished trial lost or run twice."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import torch
+
+
+TINY = ["--steps", "1", "--train-subset", "64", "--resolution", "16", "--batch-size", "32", "--quiet"]
+
+
+def nas(*argv, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "nas.cli", *argv], start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def rows(run) -> int:
+    try:
+        return len(pd.read_csv(run / "trials.csv"))
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        return 0
+
+
+def test_sigkill_then_resume(tmp_path):
+    run = tmp_path / "run"
+    proc = nas("search", "--out", str(run), "--trials", "6", "--workers", "2", "--controller", "rl", *TINY)
+    try:
+        deadline = time.time() + 240
+        while rows(run) < 2 and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        assert rows(run) >= 2, "no trial finished in time"
+    finally:
+        # the search and everything it started (Ray's processes share its process group)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    before = pd.read_csv(run / "trials.csv")
+    assert len(before) < 6
+
+    resumed = nas("search", "--resume", str(run))
+    try:
+        out, err = resumed.communicate(timeout=300)
+    finally:
+        if resumed.poll() is None:
+            os.killpg(resumed.pid, signal.SIGKILL)
+    assert resumed.returncode == 0, err[-2000:]
+
+    after = pd.read_csv(run / "trials.csv")
+    assert len(after) == 6 and after["trial"].tolist() == list(range(6))
+    assert after["key"].is_unique and after["vector"].is_unique  # no trial run twice
+    pd.testing.assert_frame_equal(after.iloc[:len(before)], before)  # none lost or rewritten
+    state = torch.load(run / "controller.pt", weights_only=True)
+    assert state["n_trials"] == 6
+    best = json.loads((run / "best/trial.json").read_text())
+    assert best["reward"] == after["reward"].max()
+    assert not list((run / "pending").glob("*"))
