@@ -151,7 +151,7 @@ def main(argv=None) -> None:
           f"- Latency at 224x224: the `{a.target}` table (what NetAdapt optimises; "
           + ("a per-op model fitted to published Pixel 1 measurements, not a phone measurement"
              if a.target == "pixel_cpu" else "this machine's per-op table; missing ops are measured on the spot")
-          + (", and the `pixel_cpu` table for reference" if with_pixel else "")
+          + ")" + (", the `pixel_cpu` table for reference" if with_pixel else "")
           + f"; and the whole network measured here with onnxruntime ({a.threads} thread, both networks "
           f"timed in the same interleaved rounds, median). This machine was shared with other jobs while "
           f"measuring, so the measured numbers carry that noise (p10/p90 in the CSV).", "",
