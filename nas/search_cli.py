@@ -10,7 +10,8 @@ from nas.controllers import CONTROLLERS
 from nas.reward import EXPONENTS
 from search_spaces.errors import UserError
 
-DEFAULTS = {"trials": 24, "epochs": 2.0, "resolution": 32, "batch_size": 64, "lr": 0.1}
+# sized so the default command (digits) finishes in under 10 minutes on 2 cores
+DEFAULTS = {"trials": 20, "epochs": 4.0, "batch_size": 64, "lr": 0.05}
 
 
 def register(sub) -> None:
@@ -24,7 +25,8 @@ def register(sub) -> None:
                    help="T in ms (default: the target's latency of the space's reference)")
     p.add_argument("--data", default="digits", help="digits, cifar10:DIR or imagefolder:DIR")
     p.add_argument("--train-subset", type=int, metavar="N", help="train on the first N training images")
-    p.add_argument("--resolution", type=int, default=DEFAULTS["resolution"], help="proxy training resolution")
+    p.add_argument("--resolution", type=int,
+                   help="proxy training resolution (default 16 for digits, whose images are 8x8; 32 otherwise)")
     p.add_argument("--deploy-resolution", type=int, default=224, help="resolution latency is looked up at")
     p.add_argument("--epochs", type=float, default=DEFAULTS["epochs"], help="proxy training epochs per candidate")
     p.add_argument("--steps", type=int, help="train each candidate for exactly this many steps (quick checks)")
@@ -67,6 +69,8 @@ def new_config(args) -> dict:
     from search_spaces.references import reference
     from search_spaces.space import get_space
 
+    if args.resolution is None:
+        args.resolution = 16 if args.data == "digits" else 32
     for name in ("trials", "workers", "resolution", "deploy_resolution", "batch_size", "steps"):
         value = getattr(args, name)
         if value is not None and value < 1:
