@@ -23,6 +23,7 @@ from nas.controllers import make_controller
 from nas.evaluation import JOB_KEYS, deployment_arch
 from nas.reward import Reward
 from nas.run_dir import RunDir
+from search_spaces.ir import Arch
 from search_spaces.space import get_space
 
 
@@ -75,7 +76,7 @@ class SearchSession:
         self.controller.tell(key, vector, self.objectives(row["status"], row.get("accuracy"), row.get("latency_ms")))
         self.run.record(self.trials, self.controller.state_dict())
         if row["status"] == "ok" and (previous_best is None or row["reward"] > previous_best["reward"]):
-            self.run.promote(row, self._arch(row))
+            self.run.promote(row, Arch.from_string(row["arch"]))
         # other workers' files stay: their trials are still running
         self.run.pending_weights(key).unlink(missing_ok=True)
         self.bar.update(1)
@@ -86,16 +87,12 @@ class SearchSession:
         ok = self.trials[self.trials["status"] == "ok"]
         return None if ok.empty else ok.loc[ok["reward"].astype(float).idxmax()].to_dict()
 
-    def _arch(self, row: dict):
-        from search_spaces.ir import Arch
-        return Arch.from_string(row["arch"])
-
     def sync_best(self) -> None:
         """After a kill between recording a trial and promoting it, finish the promotion."""
         best = self.best_row()
         if best is not None and self.run.best_trial_key() != best["key"] \
                 and self.run.pending_weights(best["key"]).exists():
-            self.run.promote(best, self._arch(best))
+            self.run.promote(best, Arch.from_string(best["arch"]))
         self.run.discard_pending()
 
     def _show_best(self) -> None:
@@ -117,6 +114,9 @@ def ray_session(address: str | None, num_cpus: int):
         if address:
             ray.init(address=address, **quiet)
         else:
+            # Ray nices its workers to 15; here the trials are the command's main work, and niced
+            # they would starve behind any other process on a shared machine
+            os.environ.setdefault("RAY_worker_niceness", "0")
             ray.init(num_cpus=num_cpus, _temp_dir=tmp, include_dashboard=False, **quiet)
         yield tmp
     finally:
