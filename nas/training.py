@@ -36,6 +36,7 @@ class TrainConfig:
     flip: bool = True                 # off for data where mirroring changes the label (digits)
     seed: int = 0
     threads: int | None = None
+    recalibrate_images: int = 1024    # BN statistics re-estimated on this many images; 0 = off
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -118,7 +119,8 @@ def train(model: nn.Module, data: Data, cfg: TrainConfig, split: Split | None = 
                 step += 1
                 seen += len(idx)
                 loss_sum += loss.item()
-        recalibrate_bn(model, split, gen, cfg.flip)
+        if cfg.recalibrate_images:
+            recalibrate_bn(model, split, gen, cfg.flip, images=cfg.recalibrate_images)
         seconds = time.perf_counter() - start
         val_acc = evaluate(model, data.val)
     return {"val_acc": val_acc, "train_loss": loss_sum / max(1, step), "steps": step,
@@ -127,7 +129,7 @@ def train(model: nn.Module, data: Data, cfg: TrainConfig, split: Split | None = 
 
 @torch.no_grad()
 def recalibrate_bn(model: nn.Module, split: Split, gen: torch.Generator, flip: bool,
-                   images: int = 2000, batch_size: int = 250) -> None:
+                   images: int = 1024, batch_size: int = 256) -> None:
     """Re-estimate BatchNorm statistics with the final weights.
 
     After a short proxy training the running averages lag far behind the weights, and
