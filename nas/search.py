@@ -117,6 +117,8 @@ def ray_session(address: str | None, num_cpus: int):
             # Ray nices its workers to 15; here the trials are the command's main work, and niced
             # they would starve behind any other process on a shared machine
             os.environ.setdefault("RAY_worker_niceness", "0")
+            # OpenMP threads that spin while waiting run ~10x slower when other jobs share the cores
+            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
             ray.init(num_cpus=num_cpus, _temp_dir=tmp, include_dashboard=False, **quiet)
         yield tmp
     finally:
