@@ -11,7 +11,7 @@ from nas.reward import EXPONENTS
 from search_spaces.errors import UserError
 
 # sized so the default command (digits) finishes in under 10 minutes on 2 cores
-DEFAULTS = {"trials": 16, "epochs": 3.0, "batch_size": 64, "lr": 0.05}
+DEFAULTS = {"trials": 12, "epochs": 3.0, "batch_size": 64, "lr": 0.05}
 
 
 def register(sub) -> None:
