@@ -105,6 +105,11 @@ class SearchSession:
 @contextmanager
 def ray_session(address: str | None, num_cpus: int):
     """Start a local Ray (files under a short temp dir) or attach to `address`; always shut down."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if not address:
+        # a local search has no other nodes: keep every Ray socket on the loopback address
+        # (Ray reads this flag at import, hence before `import ray`)
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
     tmp = tempfile.mkdtemp(prefix="nasray-", dir="/tmp")

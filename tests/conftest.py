@@ -1,9 +1,16 @@
 """Suite-wide settings."""
 import os
 
-import torch
-
+# Every Ray process the tests start (head, worker nodes, drivers) binds to 127.0.0.1: with
+# this flag off, Ray's node-address lookup returns the loopback address instead of the
+# machine's network address. Set before anything imports ray, since ray reads it at import.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 # One thread everywhere (this process, subprocesses, Ray workers): on a 2-core machine an
 # OpenMP team of 2 slows down 30x or more as soon as any other process wants a core.
 os.environ["OMP_NUM_THREADS"] = "1"
+# No usage reporting: it probes cloud metadata addresses, which are not on this machine.
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+
+import torch  # noqa: E402
+
 torch.set_num_threads(1)
