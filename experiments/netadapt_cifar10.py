@@ -105,8 +105,9 @@ def main(argv=None) -> None:
 
     torch.set_num_threads(a.threads)
     run = a.run_dir or stand_in_run(a.work, a)
-    out = a.work / f"refined_{a.target}"
-    name = f"netadapt_cifar10_{a.target}"
+    suffix = "_search" if a.run_dir else ""  # a real search winner's results sit beside the stand-in's
+    out = a.work / f"refined_{a.target}{suffix}"
+    name = f"netadapt_cifar10_{a.target}{suffix}"
     code = netadapt(["refine", str(run), "--target", a.target, "--target-ratio", "0.8",
                      "--step-ratio", str(a.step_ratio), "--short-term-steps", str(a.short_term_steps),
                      "--long-term-epochs", str(a.long_term_epochs), "--threads", str(a.threads), "--out", str(out)])
