@@ -83,7 +83,7 @@ def summary_text(cfg: dict, trials: pd.DataFrame, front: pd.DataFrame, refs: dic
     if ref_ms:
         lines.append(f"(the space's reference {cfg['reference']} takes {ref_ms:.2f} ms on this target: "
                      f"the candidate is {ref_ms / best['latency_ms']:.2f}x its speed)")
-    lines += ["", f"`{best['arch']}`", "", f"Files: best/arch.json, best/model.pt, best/model.onnx.", "",
+    lines += ["", f"`{best['arch']}`", "", "Files: best/arch.json, best/model.pt, best/model.onnx.", "",
               f"## Top {min(top, len(ok))} by reward", "", markdown_table(ok[TOP_COLUMNS].head(top)), "",
               f"## Pareto front ({len(front)} candidates)", "", markdown_table(front[TOP_COLUMNS]), "",
               "## References on this target (latency only; not trained here)", "",

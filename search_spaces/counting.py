@@ -63,7 +63,7 @@ def layer_counts(arch: Arch, resolution: int | None = None) -> list[LayerCount]:
     rows.append(LayerCount(0, "stem", f"conv{s.kernel}x{s.kernel}", (arch.in_channels, r, r), (s.out, hw, hw), p, m))
     for i, b in enumerate(arch.blocks, 1):
         p, m, out_hw = block_count(b, hw)
-        kind = ("conv" if b.op == "conv" else "dwsep" if b.mid == b.in_ else f"mbconv") + f"{b.kernel}x{b.kernel}"
+        kind = ("conv" if b.op == "conv" else "dwsep" if b.mid == b.in_ else "mbconv") + f"{b.kernel}x{b.kernel}"
         rows.append(LayerCount(i, f"block{i - 1}", kind, (b.in_, hw, hw), (b.out, out_hw, out_hw), p, m))
         hw = out_hw
     h = arch.head

@@ -31,13 +31,6 @@ ARCH = Arch.from_string(
 FAST = ["--short-term-steps", "2", "--threads", "1", "--no-progress"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:

@@ -14,14 +14,6 @@ ARCH = Arch.from_string(
     "|ir:i24_o32_m24_k3_s2_relu|ir:i32_o32_m96_k3_s1_hswish_r|head:mnv3_c64_f48_hswish")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions: one thread is faster than two fighting other jobs for the cores."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def random_net(arch: Arch, seed: int = 0) -> Net:
     """A Net whose BN statistics and affine terms are random too, so every tensor matters."""
