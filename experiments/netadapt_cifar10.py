@@ -29,7 +29,6 @@ from nas.data import load_data
 from nas.training import TrainConfig, train
 from netadapt.cli import main as netadapt
 from netadapt.outputs import plot
-from netadapt.refine import keep_affinity
 from search_spaces.builder import Net
 from search_spaces.counting import count
 from search_spaces.ir import Arch
@@ -80,9 +79,8 @@ def md_table(df: pd.DataFrame) -> str:
 
 def measure_pair(before: Arch, after: Arch, threads: int) -> list[dict]:
     """onnxruntime on this machine, both networks timed in the same interleaved rounds."""
-    with keep_affinity():
-        runner = OnnxRuntimeRunner(threads, Budget(warmup=5, min_rounds=40, max_rounds=200, max_seconds=8.0))
-        samples = runner.measure([export_onnx(before), export_onnx(after)])
+    runner = OnnxRuntimeRunner(threads, Budget(warmup=5, min_rounds=40, max_rounds=200, max_seconds=8.0))
+    samples = runner.measure([export_onnx(before), export_onnx(after)])
     return [summarize(s) for s in samples]
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from search_spaces.atomic import atomic_path
 from latency_tables.measure import STATS
 from latency_tables.ops import Op, arch_ops, parse_key
 from search_spaces.errors import UserError
@@ -216,12 +217,9 @@ class LatencyTable:
     def save(self, path: str | Path) -> Path:
         """Write metadata line + CSV atomically (temp file + os.replace)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "w") as f:
+        with atomic_path(path) as tmp, open(tmp, "w") as f:
             f.write(HEADER + json.dumps(self.metadata, sort_keys=True) + "\n")
             self.df.to_csv(f, index=False, float_format="%.6g")
-        os.replace(tmp, path)
         self.path = path
         return path
 

@@ -17,6 +17,7 @@ import torch
 from latency_tables import load_target
 from nas.data import load_data
 from nas.training import TrainConfig, build_for_training, train
+from search_spaces.atomic import atomic_write
 from search_spaces.counting import count
 from search_spaces.ir import Arch
 from search_spaces.space import get_space
@@ -50,11 +51,7 @@ def train_config(job: dict, epochs: float | None = None) -> TrainConfig:
 
 def save_state_dict(model: torch.nn.Module, path: str | Path) -> None:
     """Atomic: a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(model.state_dict(), tmp)
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: torch.save(model.state_dict(), tmp))
 
 
 def evaluate_candidate(job: dict) -> dict:

@@ -15,34 +15,17 @@ resume, rows the controller has not seen are replayed into it.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
 import torch
 
+from search_spaces.atomic import atomic_path
 from search_spaces.errors import UserError
 from search_spaces.ir import Arch
 
 TRIAL_COLUMNS = ["trial", "key", "arch", "vector", "accuracy", "latency_ms", "macs", "params", "reward",
                  "status", "reason", "seconds", "images_per_s", "train_loss", "node"]
-
-
-@contextmanager
-def atomic_path(path: str | Path):
-    """Yield a temporary path next to `path`; move it onto `path` only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -8,7 +8,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from nas.reward import pareto_front  # noqa: E402
-from nas.run_dir import RunDir, atomic_path, write_csv, write_text  # noqa: E402
+from nas.run_dir import RunDir, write_csv, write_text  # noqa: E402
+from search_spaces.atomic import atomic_path  # noqa: E402
 
 REFERENCES = ("mobilenet_v3_large", "mobilenet_v3_small", "mobilenet_v2", "mnasnet_a1", "proxylessnas_mobile")
 TOP_COLUMNS = ["trial", "accuracy", "latency_ms", "reward", "macs", "params", "seconds"]

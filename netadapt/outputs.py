@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from netadapt.refine import atomic_write, save_json, save_model
+from netadapt.refine import save_json, save_model
+from search_spaces.atomic import atomic_write
 from search_spaces.builder import Net
 from search_spaces.ir import Arch
 from search_spaces.onnx_export import export_onnx

@@ -12,10 +12,8 @@ always that of the deployment architecture.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from nas.training import TrainConfig, TrainingDiverged, evaluate, train
 from netadapt.proposals import proposals
 from netadapt.run_dir import load_winner, read_json
 from netadapt.surgery import trim
+from search_spaces.atomic import atomic_write
 from search_spaces.builder import Net
 from search_spaces.errors import UserError
 from search_spaces.ir import Arch
@@ -98,14 +97,6 @@ def iteration_goal(s: Settings, start_ms: float, done: int, current_ms: float, b
 
 
 # ---- files ------------------------------------------------------------------------
-def atomic_write(path: Path, write) -> None:
-    """Write via `write(tmp_path)` then rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def save_json(path: Path, doc: dict) -> None:
     atomic_write(path, lambda p: p.write_text(json.dumps(doc, indent=2)))
 
@@ -121,17 +112,6 @@ def load_model(path: Path, arch: Arch) -> Net:
     return net
 
 
-@contextmanager
-def keep_affinity():
-    """Timing ops on a local table pins the process to its timing CPUs; training needs all of them."""
-    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-    try:
-        yield
-    finally:
-        if cpus is not None:
-            os.sched_setaffinity(0, cpus)
-
-
 def measured_ms(arch: Arch, table) -> float | None:
     """Median onnxruntime latency of `arch` on this machine, when the target is this machine."""
     if not table.is_local:
@@ -139,10 +119,9 @@ def measured_ms(arch: Arch, table) -> float | None:
     from latency_tables.measure import Budget, OnnxRuntimeRunner, summarize
     from search_spaces.onnx_export import export_onnx
 
-    with keep_affinity():
-        runner = OnnxRuntimeRunner(int(table.metadata.get("threads", 1)),
-                                   Budget(warmup=3, min_rounds=15, max_rounds=60, max_seconds=2.0))
-        samples = runner.measure([export_onnx(arch)])[0]
+    runner = OnnxRuntimeRunner(int(table.metadata.get("threads", 1)),
+                               Budget(warmup=3, min_rounds=15, max_rounds=60, max_seconds=2.0))
+    samples = runner.measure([export_onnx(arch)])[0]
     return summarize(samples)["median_ms"]
 
 
@@ -195,8 +174,7 @@ class Refiner:
                             f"{self.data.num_classes}")
         model = Net(self._proxy(winner.arch))
         model.load_state_dict(winner.state)
-        with keep_affinity():
-            start_ms = self.table.query_total(winner.arch)
+        start_ms = self.table.query_total(winner.arch)
         budget = self.s.target_latency if self.s.target_latency is not None else self.s.target_ratio * start_ms
         val = evaluate(model, self.data.val)
         row = {"iteration": 0, "proposal": "start", "kind": "", "channels": "", "goal_ms": None,
@@ -220,8 +198,7 @@ class Refiner:
         t0 = time.perf_counter()
         k, arch, current = state["iteration"] + 1, Arch.from_dict(state["arch"]), state["latency_ms"]
         goal = self.goal_ms(state)
-        with keep_affinity():
-            props = proposals(arch, self.table, goal, current)
+        props = proposals(arch, self.table, goal, current)
         if not props:
             return None
         best, rows = None, []

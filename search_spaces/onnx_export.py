@@ -15,6 +15,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
+from search_spaces.atomic import atomic_write
 from search_spaces.builder import (ClassifierHead, ConvBlock, ConvBNAct, InvertedResidual, Net,
                                    SqueezeExcite, build_model)
 from search_spaces.ir import Arch
@@ -126,9 +127,5 @@ def export_onnx(model_or_arch: Net | Arch, path: str | Path | None = None,
     r = resolution or arch.resolution
     proto = module_to_onnx(model, (1, arch.in_channels, r, r))
     if path is not None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        onnx.save(proto, tmp)
-        tmp.replace(path)
+        atomic_write(path, lambda tmp: onnx.save(proto, str(tmp)))
     return proto
