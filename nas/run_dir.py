@@ -84,7 +84,9 @@ class RunDir:
         f = self / "trials.csv"
         if not f.exists():
             return pd.DataFrame(columns=TRIAL_COLUMNS)
-        return pd.read_csv(f, keep_default_na=False, na_values=[""]).astype({"reason": str})
+        # keys and node ids are hex: "1234e567" must not come back as a float
+        text = {c: str for c in ("key", "arch", "vector", "status", "reason", "node")}
+        return pd.read_csv(f, keep_default_na=False, na_values=[""], dtype=text).astype({"reason": str})
 
     def record(self, trials: pd.DataFrame, controller_state: dict) -> None:
         """Persist all finished trials, then the controller state that has seen them."""

@@ -12,6 +12,8 @@ import pandas as pd
 import pytest
 import torch
 
+from nas.run_dir import TRIAL_COLUMNS, RunDir
+
 
 TINY = ["--steps", "1", "--train-subset", "64", "--resolution", "16", "--batch-size", "32", "--quiet"]
 
@@ -50,7 +52,7 @@ def test_sigkill_then_resume(tmp_path, ray_dirs_removed):
         # the search and everything it started (Ray's processes share its process group)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    before = pd.read_csv(run / "trials.csv")
+    before = RunDir(run).trials()
     assert len(before) < 6
 
     resumed = nas("search", "--resume", str(run))
@@ -61,7 +63,7 @@ def test_sigkill_then_resume(tmp_path, ray_dirs_removed):
             os.killpg(resumed.pid, signal.SIGKILL)
     assert resumed.returncode == 0, err[-2000:]
 
-    after = pd.read_csv(run / "trials.csv")
+    after = RunDir(run).trials()
     assert len(after) == 6 and after["trial"].tolist() == list(range(6))
     assert after["key"].is_unique and after["vector"].is_unique  # no trial run twice
     pd.testing.assert_frame_equal(after.iloc[:len(before)], before)  # none lost or rewritten
@@ -70,3 +72,12 @@ def test_sigkill_then_resume(tmp_path, ray_dirs_removed):
     best = json.loads((run / "best/trial.json").read_text())
     assert best["reward"] == after["reward"].max()
     assert not list((run / "pending").glob("*"))
+
+
+def test_hex_keys_and_nodes_read_back_as_text(tmp_path):
+    run = RunDir(tmp_path)
+    rows = pd.DataFrame([{c: None for c in TRIAL_COLUMNS} | {"trial": i, "key": k, "node": n, "status": "ok"}
+                         for i, (k, n) in enumerate([("1234e567", "00000012"), ("00000001", "5e000000")])])
+    run.record(rows, {})
+    back = run.trials()
+    assert back["key"].tolist() == ["1234e567", "00000001"] and back["node"].tolist() == ["00000012", "5e000000"]
