@@ -12,8 +12,7 @@ import argparse
 from pathlib import Path
 
 from latency_tables.measure import OnnxRuntimeRunner
-from latency_tables.targets import local_cpu_path
-from latency_tables.table import LatencyTable
+from latency_tables.targets import local_cpu_path, open_table
 from latency_tables.validate import validate_table
 from search_spaces.space import get_space
 
@@ -27,7 +26,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=12345)
     args = ap.parse_args()
-    table = LatencyTable.load(local_cpu_path(args.threads))
+    table = open_table(local_cpu_path(args.threads))
     stats, df = validate_table(table, get_space(args.space), OnnxRuntimeRunner(args.threads), args.samples,
                                args.seed, RESULTS)
     term = table.metadata["network_term"]

@@ -108,7 +108,7 @@ def validate(args) -> int:
 
 def predict(args) -> int:
     from latency_tables.targets import load_target
-    from search_spaces.ir import load_arch
+    from search_spaces.references import load_arch
 
     arch = load_arch(args.arch)
     table = load_target(args.target)

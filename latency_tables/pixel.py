@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from latency_tables.missing import Predict
 from latency_tables.model import FEATURES, RELATIVE, OpModel, feature_matrix, fit_coefficients, head_features, leave_one_out
 from latency_tables.ops import Op, space_ops
 from latency_tables.published import read_entries
@@ -83,4 +84,4 @@ def pixel_table(model: OpModel, space, resolution: int | None = None) -> Latency
     meta = new_metadata("pixel_cpu", space.name, r, threads=1, runtime="tflite (modelled)", cpu="Pixel 1 (model)",
                         cores=1, runtime_version="TF-Lite of 2018 (ProxylessNAS measurements)",
                         op_model=model.to_dict())
-    return LatencyTable(rows, meta)
+    return LatencyTable(rows, meta, missing=Predict(model))

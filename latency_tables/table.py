@@ -15,6 +15,7 @@ import json
 import os
 import platform
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -82,14 +83,13 @@ def op_row(op: Op, stats: dict, source: str) -> dict:
 class LatencyTable:
     """Per-op latencies of one device; see the module docstring for the file format."""
 
-    def __init__(self, rows: pd.DataFrame | list[dict] | None, metadata: dict, path: str | Path | None = None):
+    def __init__(self, rows: pd.DataFrame | list[dict] | None, metadata: dict, path: str | Path | None = None,
+                 missing: Callable[[LatencyTable, list[Op]], None] | None = None):
         df = pd.DataFrame(rows if rows is not None else [], columns=COLUMNS)
         self.df = df.drop_duplicates("key", keep="last").reset_index(drop=True)
         self.metadata = metadata
         self.path = Path(path) if path is not None else None
-        self.autosave = False      # local_cpu: write ops measured on the spot back to the cache
-        self._runner = None
-        self._model = None
+        self.missing = missing     # adds rows for ops not in the table (see `missing`); None: error
         self._ms = dict(zip(self.df["key"], self.df[self.statistic].astype(float)))
 
     # ---- properties ---------------------------------------------------------
@@ -109,13 +109,6 @@ class LatencyTable:
         here = machine_fingerprint()
         return all(self.metadata.get(k) == here[k] for k in ("cpu", "cores", "runtime_version"))
 
-    @property
-    def op_model(self):
-        if self._model is None and self.metadata.get("op_model"):
-            from latency_tables.model import OpModel
-            self._model = OpModel.from_dict(self.metadata["op_model"])
-        return self._model
-
     def __len__(self) -> int:
         return len(self.df)
 
@@ -124,7 +117,7 @@ class LatencyTable:
 
     # ---- lookups --------------------------------------------------------------
     def query_op(self, key: str | Op) -> float:
-        """Latency (ms) of one op; a missing op is measured here or predicted by the model."""
+        """Latency (ms) of one op; a missing one goes to the missing-op policy."""
         key = str(key)
         if key not in self._ms:
             self.add_missing([parse_key(key)])
@@ -172,23 +165,15 @@ class LatencyTable:
 
     # ---- missing ops ----------------------------------------------------------
     def add_missing(self, ops: list[Op]) -> None:
-        """Measure (local table) or model the ops not in the table; UserError if neither is possible."""
+        """Hand the ops not in the table to the missing-op policy; UserError if there is none."""
         missing = list(dict.fromkeys(op for op in ops if op.key not in self._ms))
         if not missing:
             return
-        if self.is_local:
-            from latency_tables.build import measure_ops
-            rows = measure_ops(missing, self.runner())
-        elif self.op_model is not None:
-            rows = [op_row(op, self.op_model.stats(op), "model") for op in missing]
-        else:
+        if self.missing is None:
             raise UserError(f"op {missing[0].key} is not in the latency table of device "
                             f"{self.metadata.get('device')!r}, which has no per-op model and was not "
                             f"measured on this machine" + (f" ({len(missing) - 1} more missing)" if len(missing) > 1 else ""))
-        self.add_rows(rows)
-        if self.autosave and self.path is not None:
-            self.merge_from(self.path)  # another process may have cached ops meanwhile: keep them
-            self.save(self.path)
+        self.missing(self, missing)
 
     def add_rows(self, rows: list[dict]) -> None:
         if not rows:
@@ -207,12 +192,6 @@ class LatencyTable:
         if other.metadata.get("device") == self.metadata.get("device"):
             self.add_rows(other.df[~other.df["key"].isin(self._ms)].to_dict("records"))
 
-    def runner(self):
-        if self._runner is None:
-            from latency_tables.measure import OnnxRuntimeRunner
-            self._runner = OnnxRuntimeRunner(int(self.metadata.get("threads", 1)))
-        return self._runner
-
     # ---- files ----------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write metadata line + CSV atomically (temp file + os.replace)."""
@@ -224,7 +203,7 @@ class LatencyTable:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "LatencyTable":
+    def load(cls, path: str | Path, missing: Callable[[LatencyTable, list[Op]], None] | None = None) -> "LatencyTable":
         """Read and validate a table file; UserError saying what is wrong with a broken one."""
         path = Path(path)
         where = f"latency table {path}"
@@ -246,7 +225,7 @@ class LatencyTable:
         except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
             raise UserError(f"{where}: not a readable CSV ({str(e).strip()})") from None
         validate(df, meta, where)
-        return cls(df, meta, path)
+        return cls(df, meta, path, missing)
 
 
 def validate(df: pd.DataFrame, meta: dict, where: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from latency_tables.missing import Measure, for_table
 from latency_tables.table import LatencyTable, new_metadata
 from search_spaces.errors import UserError
 
@@ -30,7 +31,14 @@ def local_cpu(threads: int = 1, space: str = "mnv3", resolution: int = 224) -> L
         table = LatencyTable(None, new_metadata("local_cpu", space, resolution, threads, runner="onnxruntime",
                                                 clock="thread_cpu" if threads == 1 else "wall", complete=False))
         table.save(path)
-    table.autosave = True
+    table.missing = Measure(threads, autosave=True)
+    return table
+
+
+def open_table(path: str | Path) -> LatencyTable:
+    """A table file, filling missing ops as its metadata allows (see `latency_tables.missing`)."""
+    table = LatencyTable.load(path)
+    table.missing = for_table(table)
     return table
 
 
@@ -38,9 +46,9 @@ def load_target(name: str) -> LatencyTable:
     """A target name (`pixel_cpu`, `local_cpu`) or a path to a table file."""
     if name == "pixel_cpu":
         from latency_tables.pixel import TABLE_FILE
-        return LatencyTable.load(TABLE_FILE)
+        return open_table(TABLE_FILE)
     if name == "local_cpu":
         return local_cpu()
     if Path(name).suffix == ".csv" or Path(name).exists():
-        return LatencyTable.load(name)
+        return open_table(name)
     raise UserError(f"unknown latency target {name!r}: use {', '.join(TARGETS)} or a table file (.csv)")

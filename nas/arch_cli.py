@@ -8,7 +8,7 @@ import pandas as pd
 
 from search_spaces.counting import count, layer_counts
 from search_spaces.errors import UserError
-from search_spaces.ir import load_arch
+from search_spaces.references import load_arch
 from search_spaces.space import get_space
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 
 from search_spaces.errors import UserError
 
@@ -330,20 +329,3 @@ def validate(arch: Arch) -> None:
     if not (isinstance(h.dropout, (int, float)) and 0 <= h.dropout < 1):
         raise ArchError(f"head: field 'dropout' must be in [0, 1), got {h.dropout!r}")
 
-
-def load_arch(spec: str) -> Arch:
-    """Resolve ARCH as the CLI accepts it: a reference name, an IR JSON file, or an IR string."""
-    from search_spaces.references import REFERENCES, reference
-
-    spec = spec.strip()
-    if spec in REFERENCES:
-        return reference(spec)
-    if "|" in spec:
-        return Arch.from_string(spec)
-    if spec.startswith("{"):
-        return Arch.from_json(spec)
-    path = Path(spec)
-    if path.is_file():
-        return Arch.from_json(path.read_text())
-    raise UserError(f"unknown architecture {spec!r}: not a reference name "
-                    f"({', '.join(sorted(REFERENCES))}), an existing JSON file, or an IR string")

@@ -1,8 +1,11 @@
-"""Reference architectures from the papers' tables, as IR documents, and the width multiplier."""
+"""Reference architectures from the papers' tables, as IR documents, the width multiplier, and
+the CLI's ARCH argument (a reference name, an IR JSON file, or an IR string)."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
+from search_spaces.errors import UserError
 from search_spaces.ir import SE, Arch, Block, Head, Stem
 
 
@@ -134,3 +137,19 @@ def scale_width(arch: Arch, multiplier: float) -> Arch:
         head = replace(h, conv=make_divisible(h.conv * max(1.0, multiplier)))
     name = f"{arch.name}_{multiplier:g}" if arch.name else None
     return replace(arch, stem=stem, blocks=tuple(blocks), head=head, name=name)
+
+
+def load_arch(spec: str) -> Arch:
+    """Resolve ARCH as the CLI accepts it: a reference name, an IR JSON file, or an IR string."""
+    spec = spec.strip()
+    if spec in REFERENCES:
+        return reference(spec)
+    if "|" in spec:
+        return Arch.from_string(spec)
+    if spec.startswith("{"):
+        return Arch.from_json(spec)
+    path = Path(spec)
+    if path.is_file():
+        return Arch.from_json(path.read_text())
+    raise UserError(f"unknown architecture {spec!r}: not a reference name "
+                    f"({', '.join(sorted(REFERENCES))}), an existing JSON file, or an IR string")

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from search_spaces.ir import SE, Arch, ArchError, Block, Head, Stem, load_arch
-from search_spaces.references import REFERENCES, reference
+from search_spaces.ir import SE, Arch, ArchError, Block, Head, Stem
+from search_spaces.references import REFERENCES, load_arch, reference
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCES))

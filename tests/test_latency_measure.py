@@ -17,6 +17,7 @@ import pytest
 from latency_tables import LatencyTable, arch_ops, load_target
 from latency_tables.build import build_table, measure_ops
 from latency_tables.measure import Budget, CommandRunner, OnnxRuntimeRunner
+from latency_tables.missing import Measure
 from latency_tables.ops import Op, op_onnx
 from latency_tables.table import new_metadata
 from search_spaces.errors import UserError
@@ -151,7 +152,8 @@ def test_local_table_measures_missing_ops_on_the_spot(tmp_path, monkeypatch):
 def test_validate_reports_errors_and_writes_files(tmp_path):
     from latency_tables.validate import validate_table
 
-    table = LatencyTable(None, new_metadata("local_cpu", "mnv3", 32, 1))
+    table = LatencyTable(None, new_metadata("local_cpu", "mnv3", 32, 1),
+                         missing=Measure(runner=OnnxRuntimeRunner(1, FAST)))
     stats, df = validate_table(table, SPACE, OnnxRuntimeRunner(1, FAST), samples=3, seed=1, out=tmp_path)
     assert stats["n"] == 3 and 0 <= stats["within_10pct"] <= 1 and stats["rmse_ms"] >= 0
     assert (df["measured_ms"] > 0).all() and (df["predicted_ms"] > 0).all()

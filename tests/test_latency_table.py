@@ -11,6 +11,7 @@ from latency_tables import LatencyTable, arch_ops, load_target, parse_key, space
 from latency_tables.model import OpModel
 from latency_tables.ops import Op
 from latency_tables.table import new_metadata, op_row
+from latency_tables.targets import open_table
 from search_spaces.errors import UserError
 from search_spaces.ir import Arch, Block
 from search_spaces.references import reference, scale_width
@@ -107,9 +108,9 @@ def test_missing_file_is_a_user_error(tmp_path):
         LatencyTable.load(tmp_path / "nope.csv")
 
 
-def test_missing_op_without_model_or_device_names_the_op():
-    table = small_table(cpu="some phone")  # not this machine, no model
-    assert not table.is_local
+def test_missing_op_without_model_or_device_names_the_op(tmp_path):
+    table = open_table(small_table(cpu="some phone").save(tmp_path / "t.csv"))  # not this machine, no model
+    assert not table.is_local and table.missing is None
     arch = reference("mobilenet_v3_small").replace(resolution=64)
     wider = scale_width(arch, 1.25)
     with pytest.raises(UserError, match=r"op stem:c24_k3_s2_hswish@r64_x3 is not in the latency table"):
@@ -118,14 +119,33 @@ def test_missing_op_without_model_or_device_names_the_op():
         table.query_total(arch.replace(resolution=96))
 
 
-def test_missing_op_comes_from_the_model_when_the_table_has_one():
+def test_missing_op_comes_from_the_model_when_the_table_has_one(tmp_path):
     model = OpModel({"dense_mmacs": 0.1, "dw_mmacs": 0.2, "mem_melems": 1.0, "ops": 0.01})
-    table = small_table(cpu="some phone", op_model=model.to_dict())
+    table = open_table(small_table(cpu="some phone", op_model=model.to_dict()).save(tmp_path / "t.csv"))
     op = Op(Block("ir", 24, 24, 136, 3, 1, "relu"), 8, 24)
     ms = table.query_op(op.key)
     assert ms == pytest.approx(model.predict([op])[0]) and ms > 0
     row = table.df.set_index("key").loc[op.key]
     assert row["source"] == "model" and row["count"] == 0
+
+
+def test_the_caller_hands_in_the_missing_op_policy():
+    asked = []
+
+    def policy(table, ops):
+        asked.append([op.key for op in ops])
+        table.add_rows([op_row(op, {"median_ms": 2.0}, "model") for op in ops])
+
+    table = small_table()
+    table.missing = policy
+    arch = reference("mobilenet_v3_small").replace(resolution=64)
+    wider = scale_width(arch, 1.25)
+    before = table.query_total(arch)
+    assert asked == []  # every op present: the policy is not consulted
+    table.query_total(wider)
+    known = {op.key for _, op in arch_ops(arch)}
+    assert asked == [list(dict.fromkeys(op.key for _, op in arch_ops(wider) if op.key not in known))]
+    assert table.query_total(arch) == before and len(asked) == 1
 
 
 # ---- pixel_cpu -----------------------------------------------------------------------
