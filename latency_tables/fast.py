@@ -11,8 +11,9 @@ import itertools
 
 import numpy as np
 
-from latency_tables.ops import Op, stage_blocks, stage_inputs
-from search_spaces.counting import conv_out
+from latency_tables.ops import Op, stage_inputs
+from search_spaces.anatomy import conv_out
+from search_spaces.space import STAGE_DECISIONS
 
 
 class SpacePredictor:
@@ -24,25 +25,27 @@ class SpacePredictor:
         r = table.metadata.get("resolution") or space.resolution
         self.space, self.table = space, table
         sizes = stage_inputs(space, r)
-        decisions = [space.stage_decisions(s) for s in range(len(space.stages))]
-        self.offsets = np.cumsum([0] + [len(ds) for ds in decisions])[:-1]
+        n_stages = len(space.stages)
+        # the vector columns of each stage's decisions, in the order its latency array is indexed
+        self.columns = [[space.position(s, name) for name in STAGE_DECISIONS] for s in range(n_stages)]
         self.stage_ms, cins = [], [space.stem.out]
         need = {}  # collect every op first so missing ones are measured/modelled in one batch
         plan = []
-        for s, ds in enumerate(decisions):
-            shape = (len(cins),) + tuple(len(d.choices) for d in ds)
+        for s in range(n_stages):
+            options = space.stage_options(s)
+            shape = (len(cins),) + tuple(len(c) for c in options.values())
             entries = []
-            for ci, cin in enumerate(cins):
-                for idx in itertools.product(*(range(len(d.choices)) for d in ds)):
+            for cin in cins:
+                for idx in itertools.product(*(range(len(c)) for c in options.values())):
                     hw, stage_ops = sizes[s], []
-                    for b in stage_blocks(space, s, cin, tuple(d.choices[i] for d, i in zip(ds, idx))):
+                    for b in space.stage_blocks(s, cin, space.stage_choice(s, idx)):
                         op = Op(b, hw, b.in_)
                         need[op.key] = op
                         stage_ops.append(op)
                         hw = conv_out(hw, b.kernel, b.stride)
                     entries.append(stage_ops)
             plan.append((shape, entries))
-            cins = list(ds[5].choices)
+            cins = list(options["width"])
         heads = [Op(space.head, sizes[-1], c, space.num_classes) for c in cins]
         stem = Op(space.stem, r, 3)
         for op in heads + [stem]:
@@ -54,7 +57,6 @@ class SpacePredictor:
         self.head_ms = np.array([ms(op) for op in heads])
         self.stem_ms = ms(stem)
         self.offset_ms = table.network_term["offset_ms"]
-        self.width_pos = [int(self.offsets[s] + 5) for s in range(len(decisions))]
 
     @classmethod
     def for_table(cls, table, space) -> "SpacePredictor":
@@ -74,7 +76,6 @@ class SpacePredictor:
         total = np.full(len(v), self.stem_ms)
         prev = np.zeros(len(v), dtype=np.intp)
         for s, arr in enumerate(self.stage_ms):
-            o = self.offsets[s]
-            total += arr[(prev,) + tuple(v[:, o + j] for j in range(arr.ndim - 1))]
-            prev = v[:, self.width_pos[s]]
+            total += arr[(prev,) + tuple(v[:, c] for c in self.columns[s])]
+            prev = v[:, self.space.position(s, "width")]
         return total + self.head_ms[prev] + self.offset_ms

@@ -14,67 +14,55 @@ import numpy as np
 from scipy.optimize import nnls
 
 from latency_tables.ops import Op
-from search_spaces.counting import conv_out
-from search_spaces.ir import Block, Stem
+from search_spaces.ir import Block, Head
 
 FEATURES = ("dense_mmacs", "dw_mmacs", "mem_melems", "hswish_melems", "se_melems", "fc_mweights", "ops")
+
+
+def parts_features(parts, hw: int) -> tuple[dict[str, float], int]:
+    """Feature values of parts applied in order at input size hw, counted as one op with its
+    own fixed cost; and the output size."""
+    f = dict.fromkeys(FEATURES, 0.0)
+    se_mmacs = []  # added after the convs: the order the shipped coefficients were computed in
+    for p in parts:
+        h_out = p.out_hw(hw)
+        if p.kind == "conv":
+            f["dw_mmacs" if p.groups > 1 else "dense_mmacs"] += p.count(hw)[1] / 1e6
+            f["mem_melems"] += (p.cin * hw ** 2 + p.cout * h_out ** 2) / 1e6
+            if p.act == "hswish":
+                f["hswish_melems"] += p.cout * h_out ** 2 / 1e6
+        elif p.kind == "se":  # pool + gate multiply: two passes over the tensor, two tiny FCs
+            f["se_melems"] += p.cin * hw ** 2 / 1e6
+            se_mmacs.append(p.count(hw)[1] / 1e6)
+        elif p.kind == "pool":  # global pooling reads the map once
+            f["mem_melems"] += p.cin * hw ** 2 / 1e6
+        else:
+            f["fc_mweights"] += p.cin * p.cout / 1e6
+        hw = h_out
+    for m in se_mmacs:
+        f["dense_mmacs"] += m
+    f["ops"] = 1
+    return f, hw
 
 
 def op_features(op: Op) -> dict[str, float]:
     """Feature values of one op (millions of MACs / elements / weights; `ops` counts parts
     with their own fixed cost: 1 per stem or block, 2 for the head's conv and classifier)."""
-    f = dict.fromkeys(FEATURES, 0.0)
-    L, hw, cin = op.layer, op.hw, op.cin
-
-    def conv(ci, co, k, h_in, stride=1, groups=1, act=None):
-        h_out = conv_out(h_in, k, stride)
-        f["dw_mmacs" if groups > 1 else "dense_mmacs"] += co * (ci // groups) * k * k * h_out ** 2 / 1e6
-        f["mem_melems"] += (ci * h_in ** 2 + co * h_out ** 2) / 1e6
-        if act == "hswish":
-            f["hswish_melems"] += co * h_out ** 2 / 1e6
-        return h_out
-
-    if isinstance(L, Stem):
-        conv(cin, L.out, L.kernel, hw, L.stride, act=L.act)
-        f["ops"] = 1
-    elif isinstance(L, Block):
-        if L.op == "ir":
-            if L.mid != L.in_:
-                conv(L.in_, L.mid, 1, hw, act=L.act)
-            ho = conv(L.mid, L.mid, L.kernel, hw, L.stride, groups=L.mid, act=L.act)
-            conv(L.mid, L.out, 1, ho)
-            se_ch = L.mid
-        else:
-            ho = conv(L.in_, L.out, L.kernel, hw, L.stride, act=L.act)
-            se_ch = L.out
-        if L.se is not None:  # pool + gate multiply: two passes over the tensor, two tiny FCs
-            f["se_melems"] += se_ch * ho ** 2 / 1e6
-            f["dense_mmacs"] += 2 * se_ch * L.se.squeeze / 1e6
-        if L.residual:
-            f["mem_melems"] += 3 * L.out * ho ** 2 / 1e6
-        f["ops"] = 1
-    else:
-        f.update(head_features(op, "conv"))
-        for k, v in head_features(op, "classifier").items():
-            f[k] += v
+    if isinstance(op.layer, Head):
+        conv, classifier = head_features(op, "conv"), head_features(op, "classifier")
+        return {k: conv[k] + classifier[k] for k in FEATURES}
+    f, hw = parts_features(op.parts, op.hw)
+    if isinstance(op.layer, Block) and op.layer.residual:
+        f["mem_melems"] += 3 * op.layer.out * hw ** 2 / 1e6
     return f
 
 
 def head_features(op: Op, part: str) -> dict[str, float]:
     """Features of the head's 1x1 conv part, or of its pool + FC + classifier part (published
     tables time them separately)."""
-    f = dict.fromkeys(FEATURES, 0.0)
-    L, hw = op.layer, op.hw
-    if part == "conv":
-        f["dense_mmacs"] = op.cin * L.conv * hw ** 2 / 1e6
-        f["mem_melems"] = (op.cin + L.conv) * hw ** 2 / 1e6
-        f["hswish_melems"] = L.conv * hw ** 2 / 1e6 if L.act == "hswish" else 0.0
-    else:
-        f["mem_melems"] = L.conv * hw ** 2 / 1e6       # global pooling reads the map once
-        width = L.hidden or L.conv
-        f["fc_mweights"] = (L.conv * L.hidden if L.hidden else 0) / 1e6 + width * op.num_classes / 1e6
-    f["ops"] = 1
-    return f
+    conv, *rest = op.parts
+    f, hw = parts_features([conv], op.hw)
+    return f if part == "conv" else parts_features(rest, hw)[0]
 
 
 def feature_matrix(ops: list[Op]) -> np.ndarray:

@@ -16,10 +16,12 @@ import re
 from dataclasses import dataclass, replace
 from functools import cached_property
 
-from search_spaces.counting import block_count, conv_out, layer_counts
+from search_spaces.anatomy import conv_out, layer_parts
+from search_spaces.counting import parts_count
 from search_spaces.errors import UserError
-from search_spaces.ir import Arch, ArchError, Block, Head, Stem, parse_block, parse_head, parse_stem
-from search_spaces.space import SearchSpace
+from search_spaces.ir import (Arch, ArchError, Block, Head, Stem, block_token, head_token, parse_block, parse_head,
+                              parse_stem, stem_token)
+from search_spaces.space import SearchSpace, StageChoice
 
 _CONTEXT = re.compile(r"^r(\d+)(?:_x(\d+))?(?:_n(\d+))?$")
 
@@ -40,16 +42,16 @@ class Op:
     @cached_property
     def key(self) -> str:
         if isinstance(self.layer, Stem):
-            s = self.layer
-            return f"stem:c{s.out}_k{s.kernel}_s{s.stride}_{s.act}@r{self.hw}_x{self.cin}"
-        if isinstance(self.layer, Block):
-            b = self.layer  # the IR's block token (Arch.to_string); the block carries its input channels
-            se = f"_se{b.se.squeeze}{b.se.gate[0]}" if b.se is not None else ""
-            return (f"{b.op}:i{b.in_}_o{b.out}_m{b.mid}_k{b.kernel}_s{b.stride}_{b.act}{se}"
-                    f"{'_r' if b.residual else ''}@r{self.hw}")
-        h = self.layer
-        return (f"head:{h.type}_c{h.conv}" + (f"_f{h.hidden}" if h.hidden is not None else "")
-                + f"_{h.act}@r{self.hw}_x{self.cin}_n{self.num_classes}")
+            return f"{stem_token(self.layer)}@r{self.hw}_x{self.cin}"
+        if isinstance(self.layer, Block):  # the block carries its input channels
+            return f"{block_token(self.layer)}@r{self.hw}"
+        head = replace(self.layer, dropout=0.2)  # dropout does not change inference cost
+        return f"{head_token(head)}@r{self.hw}_x{self.cin}_n{self.num_classes}"
+
+    @property
+    def parts(self):
+        """The op's parts (see `search_spaces.anatomy`)."""
+        return layer_parts(self.layer, self.cin, self.num_classes)
 
     def __str__(self) -> str:
         return self.key
@@ -103,26 +105,14 @@ def arch_ops(arch: Arch) -> list[tuple[str, Op]]:
 
 def op_macs(op: Op) -> int:
     """Multiply-adds of one op, from the project's counting code."""
-    if isinstance(op.layer, Block):
-        return block_count(op.layer, op.hw)[1]
-    if isinstance(op.layer, Stem):
-        arch = Arch(op.layer, (), Head("mnv2", 8, "relu"), resolution=op.hw, in_channels=op.cin)
-        return layer_counts(arch)[0].macs
-    arch = Arch(Stem(op.cin, 1, 1, "relu"), (), op.layer, resolution=op.hw, num_classes=op.num_classes)
-    return layer_counts(arch)[-1].macs
+    return parts_count(op.parts, op.hw)[1]
 
 
 def op_module(op: Op):
     """(torch module, input shape) of an op, built with the project's builder."""
-    from search_spaces.builder import ClassifierHead, build_block, build_stem
+    from search_spaces.builder import build_layer
 
-    if isinstance(op.layer, Stem):
-        module = build_stem(op.layer, op.cin)
-    elif isinstance(op.layer, Block):
-        module = build_block(op.layer)
-    else:
-        module = ClassifierHead(op.layer, op.cin, op.num_classes)
-    return module.eval(), (1, op.cin, op.hw, op.hw)
+    return build_layer(op.layer, op.cin, op.num_classes).eval(), (1, op.cin, op.hw, op.hw)
 
 
 def op_onnx(op: Op):
@@ -131,11 +121,6 @@ def op_onnx(op: Op):
 
     module, shape = op_module(op)
     return module_to_onnx(module, shape, graph_name=op.kind)
-
-
-def stage_blocks(space: SearchSpace, s: int, cin: int, choice: tuple) -> list[Block]:
-    """Blocks of stage `s` for one stage choice (op, kernel, se, act, skip, width, depth)."""
-    return space.stage_blocks(s, cin, choice)
 
 
 def stage_inputs(space: SearchSpace, resolution: int | None = None) -> list[int]:
@@ -157,17 +142,16 @@ def space_ops(space: SearchSpace, resolution: int | None = None) -> list[Op]:
     ops = {Op(space.stem, r, 3): None}
     cins = [space.stem.out]
     for s in range(len(space.stages)):
-        ds = space.stage_decisions(s)
-        widths = ds[5].choices
+        options = space.stage_options(s)
+        # depth only repeats the second block: two blocks cover every op of the stage
+        depth = min(2, max(options.pop("depth")))
         for cin in cins:
-            for choice in itertools.product(*(d.choices for d in ds[:6])):
-                # depth only repeats the second block: two blocks cover every op of the stage
-                depth = min(2, max(ds[6].choices))
+            for values in itertools.product(*options.values()):
                 hw = sizes[s]
-                for b in stage_blocks(space, s, cin, choice + (depth,)):
+                for b in space.stage_blocks(s, cin, StageChoice(**dict(zip(options, values)), depth=depth)):
                     ops[Op(b, hw, b.in_)] = None
                     hw = conv_out(hw, b.kernel, b.stride)
-        cins = list(widths)
+        cins = list(options["width"])
     for cin in cins:
         ops[Op(space.head, sizes[-1], cin, space.num_classes)] = None
     return list(ops)

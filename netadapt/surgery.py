@@ -7,8 +7,9 @@ A *unit* is a set of channels that must go together so the network stays valid:
   not residual) and the residual blocks after it, whose identity shortcuts add into the
   same tensor; the consumers (the next block's input conv, or the head conv) lose the
   same input channels.
-Each unit is described as (state_dict key, axis) slices, so trimming a trained network is
-`index_select` on exactly those tensors and a copy of everything else.
+Each unit is described as (state_dict key, axis) slices, read from the parts of the layers
+it touches (`search_spaces.anatomy`), so trimming a trained network is `index_select` on
+exactly those tensors and a copy of everything else.
 """
 from __future__ import annotations
 
@@ -16,12 +17,13 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from search_spaces.anatomy import (block_parts, filters, has_expand, head_parts, slices as part_slices, stem_parts,
+                                  with_channels)
 from search_spaces.builder import Net
-from search_spaces.ir import Arch, Block
+from search_spaces.ir import Arch
 
 STEP = 8        # channels are cut in multiples of 8 (MobileNet widths are multiples of 8)
 MIN_WIDTH = 8   # never trim a unit below this many channels
-_BN = ("weight", "bias", "running_mean", "running_var")
 
 
 @dataclass(frozen=True)
@@ -35,10 +37,6 @@ class Unit:
     blocks: tuple[int, ...]
     producer: int | None = None
     consumer: int | None = None
-
-
-def _has_expand(b: Block) -> bool:
-    return b.op == "ir" and b.mid != b.in_
 
 
 def units(arch: Arch) -> list[Unit]:
@@ -55,7 +53,7 @@ def units(arch: Arch) -> list[Unit]:
         groups.append(Unit("width", "width:" + "-".join(dict.fromkeys([names[0], names[-1]])), width,
                             tuple(members), producer, consumer))
         producer = consumer
-    mids = [Unit("mid", f"mid:b{i}", b.mid, (i,)) for i, b in enumerate(blocks) if _has_expand(b)]
+    mids = [Unit("mid", f"mid:b{i}", b.mid, (i,)) for i, b in enumerate(blocks) if has_expand(b)]
     return groups + mids
 
 
@@ -69,27 +67,15 @@ def resize(arch: Arch, unit: Unit, width: int) -> Arch | None:
         i = unit.blocks[0]
         blocks[i] = replace(blocks[i], mid=width)
     else:
-        def narrowed(b: Block, inp: bool, out: bool) -> Block:
-            changes = {}
-            if inp:
-                changes["in_"] = width
-                if b.op == "ir" and not _has_expand(b):
-                    changes["mid"] = width  # depthwise-separable: mid is the input width
-            if out:
-                changes["out"] = width
-                if b.op == "conv":
-                    changes["mid"] = width
-            return replace(b, **changes)
-
         if unit.producer == -1:
             stem = replace(stem, out=width)
         else:
-            blocks[unit.producer] = narrowed(blocks[unit.producer], False, True)
+            blocks[unit.producer] = with_channels(blocks[unit.producer], out=width)
         for j in unit.blocks:
-            blocks[j] = narrowed(blocks[j], True, True)
+            blocks[j] = with_channels(blocks[j], in_=width, out=width)
         if unit.consumer is not None:
-            blocks[unit.consumer] = narrowed(blocks[unit.consumer], True, False)
-    if any(_has_expand(a) != _has_expand(b) for a, b in zip(arch.blocks, blocks)):
+            blocks[unit.consumer] = with_channels(blocks[unit.consumer], in_=width)
+    if any(has_expand(a) != has_expand(b) for a, b in zip(arch.blocks, blocks)):
         return None
     return arch.replace(stem=stem, blocks=tuple(blocks))
 
@@ -106,59 +92,31 @@ def widths(arch: Arch, unit: Unit):
 
 
 # ---- the weights side ------------------------------------------------------------
-def _bn(prefix: str) -> list[tuple[str, int]]:
-    return [(f"{prefix}.{p}", 0) for p in _BN]
-
-
-def _se(prefix: str) -> list[tuple[str, int]]:
-    return [(f"{prefix}.fc1.weight", 1), (f"{prefix}.fc2.weight", 0), (f"{prefix}.fc2.bias", 0)]
-
-
-def _writes(arch: Arch, i: int) -> list[tuple[str, int]]:
-    """Slices that produce block i's output channels (or the stem's, i = -1)."""
+def _layer(arch: Arch, i: int | None):
+    """(parts, state-dict prefix) of block i, the stem (i = -1) or the head (i = None)."""
     if i == -1:
-        return [("stem.0.weight", 0)] + _bn("stem.1")
-    b, p = arch.blocks[i], f"blocks.{i}"
-    if b.op == "conv":
-        return [(f"{p}.conv.0.weight", 0)] + _bn(f"{p}.conv.1") + (_se(f"{p}.se") if b.se else [])
-    return [(f"{p}.project.0.weight", 0)] + _bn(f"{p}.project.1")
-
-
-def _mid(arch: Arch, i: int) -> list[tuple[str, int]]:
-    """Slices of block i's expanded channels after the expand conv (depthwise, SE, project in)."""
-    p = f"blocks.{i}"
-    return ([(f"{p}.dw.0.weight", 0)] + _bn(f"{p}.dw.1") + (_se(f"{p}.se") if arch.blocks[i].se else [])
-            + [(f"{p}.project.0.weight", 1)])
-
-
-def _reads(arch: Arch, i: int | None) -> list[tuple[str, int]]:
-    """Slices that consume block i's input channels (i = None: the head)."""
+        return stem_parts(arch.stem, arch.in_channels), "stem"
     if i is None:
-        return [("head.conv.0.weight", 1)]
-    b, p = arch.blocks[i], f"blocks.{i}"
-    if b.op == "conv":
-        return [(f"{p}.conv.0.weight", 1)]
-    if _has_expand(b):
-        return [(f"{p}.expand.0.weight", 1)]
-    return _mid(arch, i)
+        return head_parts(arch.head, arch.last_channels, arch.num_classes), "head"
+    return block_parts(arch.blocks[i]), f"blocks.{i}"
+
+
+def _touched(arch: Arch, unit: Unit) -> list[tuple[int | None, str]]:
+    """(layer, channel set of that layer) holding the unit's channels."""
+    if unit.kind == "mid":
+        return [(unit.blocks[0], "mid")]
+    return ([(unit.producer, "out")] + [(j, s) for j in unit.blocks for s in ("in", "out")]
+            + [(unit.consumer, "in")])
 
 
 def slices(arch: Arch, unit: Unit) -> list[tuple[str, int]]:
     """Every (state_dict key, axis) whose entries along `axis` are the unit's channels."""
-    if unit.kind == "mid":
-        i = unit.blocks[0]
-        return [(f"blocks.{i}.expand.0.weight", 0)] + _bn(f"blocks.{i}.expand.1") + _mid(arch, i)
-    out = _writes(arch, unit.producer)
-    for j in unit.blocks:
-        out += _reads(arch, j) + _writes(arch, j)
-    return out + _reads(arch, unit.consumer)
+    return [kv for i, chset in _touched(arch, unit) for kv in part_slices(*_layer(arch, i), chset)]
 
 
 def _filters(arch: Arch, unit: Unit) -> list[str]:
     """Conv weights whose output filters (axis 0) create the unit's channels."""
-    if unit.kind == "mid":
-        return [f"blocks.{unit.blocks[0]}.expand.0.weight"]
-    return [_writes(arch, i)[0][0] for i in (unit.producer, *unit.blocks)]
+    return [k for i, chset in _touched(arch, unit) for k in filters(*_layer(arch, i), chset)]
 
 
 def channel_scores(model: Net, unit: Unit) -> torch.Tensor:

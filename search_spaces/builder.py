@@ -1,10 +1,11 @@
-"""IR -> torch.nn.Module, one small class per kind of layer (as in timm's MobileNetV3)."""
+"""IR -> torch.nn.Module: each layer's parts (see `anatomy`) built in order, one module each."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from search_spaces.ir import SE, Arch, Block, Head, Stem
+from search_spaces.anatomy import Part, layer_parts
+from search_spaces.ir import Arch, Block, Head, Stem
 
 _ACT = {"relu": nn.ReLU, "relu6": nn.ReLU6, "hswish": nn.Hardswish}
 _GATE = {"hsigmoid": nn.Hardsigmoid, "sigmoid": nn.Sigmoid}
@@ -18,88 +19,76 @@ def act_layer(name: str) -> nn.Module:
 class ConvBNAct(nn.Sequential):
     """kxk conv (no bias) + BatchNorm + optional activation."""
 
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1,
-                 act: str | None = None):
-        layers = [nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
-                  nn.BatchNorm2d(cout, eps=BN_EPS)]
-        if act is not None:
-            layers.append(act_layer(act))
+    def __init__(self, p: Part):
+        layers = [nn.Conv2d(p.cin, p.cout, p.kernel, p.stride, p.kernel // 2, groups=p.groups, bias=False),
+                  nn.BatchNorm2d(p.cout, eps=BN_EPS)]
+        if p.act is not None:
+            layers.append(act_layer(p.act))
         super().__init__(*layers)
 
 
 class SqueezeExcite(nn.Module):
     """Channel gate: global pool, 1x1 conv down, ReLU, 1x1 conv up, (hard-)sigmoid."""
 
-    def __init__(self, channels: int, se: SE):
+    def __init__(self, p: Part):
         super().__init__()
-        self.fc1 = nn.Conv2d(channels, se.squeeze, 1)
+        self.fc1 = nn.Conv2d(p.cin, p.hidden, 1)
         self.act = nn.ReLU(inplace=True)
-        self.fc2 = nn.Conv2d(se.squeeze, channels, 1)
-        self.gate = _GATE[se.gate]()
+        self.fc2 = nn.Conv2d(p.hidden, p.cin, 1)
+        self.gate = _GATE[p.gate]()
 
     def forward(self, x):
         s = x.mean((2, 3), keepdim=True)
         return x * self.gate(self.fc2(self.act(self.fc1(s))))
 
 
-class InvertedResidual(nn.Module):
-    """MBConv: [1x1 expand] -> kxk depthwise -> [SE] -> 1x1 linear project (+ identity)."""
+class GlobalPool(nn.Module):
+    def forward(self, x):
+        return x.mean((2, 3))
 
-    def __init__(self, b: Block):
-        super().__init__()
-        self.residual = b.residual
-        self.expand = ConvBNAct(b.in_, b.mid, 1, act=b.act) if b.mid != b.in_ else nn.Identity()
-        self.dw = ConvBNAct(b.mid, b.mid, b.kernel, b.stride, groups=b.mid, act=b.act)
-        self.se = SqueezeExcite(b.mid, b.se) if b.se else nn.Identity()
-        self.project = ConvBNAct(b.mid, b.out, 1)
+
+class Linear(nn.Linear):
+    """[dropout] + linear [+ act]: the head's FC layers (parameters as in nn.Linear)."""
+
+    def __init__(self, p: Part):
+        super().__init__(p.cin, p.cout)
+        self.dropout = nn.Dropout(p.dropout) if p.dropout is not None else None
+        self.act = act_layer(p.act) if p.act else None
 
     def forward(self, x):
-        y = self.project(self.se(self.dw(self.expand(x))))
+        x = super().forward(self.dropout(x) if self.dropout is not None else x)
+        return self.act(x) if self.act is not None else x
+
+
+_BUILD = {"conv": ConvBNAct, "se": SqueezeExcite, "pool": lambda p: GlobalPool(), "linear": Linear}
+
+
+def build_part(p: Part) -> nn.Module:
+    return _BUILD[p.kind](p)
+
+
+class Layer(nn.Module):
+    """A block or the head: its parts in order, each a child named by its path (+ identity)."""
+
+    def __init__(self, parts: tuple[Part, ...], residual: bool = False):
+        super().__init__()
+        self.residual = residual
+        for p in parts:
+            self.add_module(p.path, build_part(p))
+
+    def forward(self, x):
+        y = x
+        for m in self.children():
+            y = m(y)
         return x + y if self.residual else y
 
 
-class ConvBlock(nn.Module):
-    """Plain kxk conv + BN + act [+ SE] (+ identity): MnasNet's 'regular conv' op."""
-
-    def __init__(self, b: Block):
-        super().__init__()
-        self.residual = b.residual
-        self.conv = ConvBNAct(b.in_, b.out, b.kernel, b.stride, act=b.act)
-        self.se = SqueezeExcite(b.out, b.se) if b.se else nn.Identity()
-
-    def forward(self, x):
-        y = self.se(self.conv(x))
-        return x + y if self.residual else y
-
-
-class ClassifierHead(nn.Module):
-    """mnv2: 1x1 conv, pool, dropout, linear. mnv3: 1x1 conv, pool, linear (no BN), act,
-    dropout, linear."""
-
-    def __init__(self, h: Head, cin: int, num_classes: int):
-        super().__init__()
-        self.conv = ConvBNAct(cin, h.conv, 1, act=h.act)
-        if h.type == "mnv3":
-            self.fc = nn.Linear(h.conv, h.hidden)
-            self.fc_act = act_layer(h.act)
-            width = h.hidden
-        else:
-            self.fc, self.fc_act = nn.Identity(), nn.Identity()
-            width = h.conv
-        self.dropout = nn.Dropout(h.dropout)
-        self.classifier = nn.Linear(width, num_classes)
-
-    def forward(self, x):
-        x = self.conv(x).mean((2, 3))
-        return self.classifier(self.dropout(self.fc_act(self.fc(x))))
-
-
-def build_block(b: Block) -> nn.Module:
-    return InvertedResidual(b) if b.op == "ir" else ConvBlock(b)
-
-
-def build_stem(s: Stem, in_channels: int) -> nn.Module:
-    return ConvBNAct(in_channels, s.out, s.kernel, s.stride, act=s.act)
+def build_layer(layer: Stem | Block | Head, cin: int, num_classes: int = 0) -> nn.Module:
+    """The module of one layer; the stem is its single conv part (state-dict keys `stem.0.*`)."""
+    parts = layer_parts(layer, cin, num_classes)
+    if isinstance(layer, Stem):
+        return build_part(parts[0])
+    return Layer(parts, isinstance(layer, Block) and layer.residual)
 
 
 class Net(nn.Module):
@@ -108,9 +97,9 @@ class Net(nn.Module):
     def __init__(self, arch: Arch):
         super().__init__()
         self.arch = arch
-        self.stem = build_stem(arch.stem, arch.in_channels)
-        self.blocks = nn.Sequential(*(build_block(b) for b in arch.blocks))
-        self.head = ClassifierHead(arch.head, arch.last_channels, arch.num_classes)
+        self.stem = build_layer(arch.stem, arch.in_channels)
+        self.blocks = nn.Sequential(*(build_layer(b, b.in_) for b in arch.blocks))
+        self.head = build_layer(arch.head, arch.last_channels, arch.num_classes)
         _init_weights(self)
 
     def forward(self, x):

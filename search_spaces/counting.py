@@ -1,13 +1,15 @@
 """Shapes, parameters and multiply-adds per layer, computed from the IR alone.
 
-Counts follow the builder exactly: conv weights (no bias before BN), BN affine
-parameters, SE and head biases; MACs are those of convolutions and linear layers.
+Counts are the sums over each layer's parts (`anatomy`), which the builder builds one to
+one: conv weights (no bias before BN), BN affine parameters, SE and head biases; MACs
+are those of convolutions and linear layers.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from search_spaces.ir import Arch, Block
+from search_spaces.anatomy import Part, conv_out, kind_name, layer_parts
+from search_spaces.ir import Arch, Block, Head, Stem
 
 
 @dataclass(frozen=True)
@@ -21,61 +23,31 @@ class LayerCount:
     macs: int
 
 
-def conv_out(size: int, kernel: int, stride: int) -> int:
-    pad = kernel // 2
-    return (size + 2 * pad - kernel) // stride + 1
+def parts_count(parts: tuple[Part, ...], hw: int) -> tuple[int, int, int]:
+    """(params, macs, output H/W) of parts applied in order at input size hw."""
+    params = macs = 0
+    for p in parts:
+        n, m = p.count(hw)
+        params, macs, hw = params + n, macs + m, p.out_hw(hw)
+    return params, macs, hw
 
 
-def _conv(cin, cout, k, hw_out, groups=1, bn=True, bias=False):
-    params = cout * (cin // groups) * k * k + (2 * cout if bn else 0) + (cout if bias else 0)
-    return params, cout * (cin // groups) * k * k * hw_out * hw_out
-
-
-def _se(channels: int, squeeze: int):
-    params = channels * squeeze + squeeze + squeeze * channels + channels
-    return params, 2 * channels * squeeze
-
-
-def block_count(b: Block, hw_in: int) -> tuple[int, int, int]:
-    """(params, macs, output H/W) of one block at input size hw_in."""
-    hw = conv_out(hw_in, b.kernel, b.stride)
-    parts = []
-    if b.op == "ir":
-        if b.mid != b.in_:
-            parts.append(_conv(b.in_, b.mid, 1, hw_in))
-        parts.append(_conv(b.mid, b.mid, b.kernel, hw, groups=b.mid))
-        if b.se:
-            parts.append(_se(b.mid, b.se.squeeze))
-        parts.append(_conv(b.mid, b.out, 1, hw))
-    else:
-        parts.append(_conv(b.in_, b.out, b.kernel, hw))
-        if b.se:
-            parts.append(_se(b.out, b.se.squeeze))
-    return sum(p for p, _ in parts), sum(m for _, m in parts), hw
+def layer_count(layer: Stem | Block | Head, cin: int, hw: int, num_classes: int = 0) -> tuple[int, int, int]:
+    """(params, macs, output H/W) of one layer with `cin` input channels at input size hw."""
+    return parts_count(layer_parts(layer, cin, num_classes), hw)
 
 
 def layer_counts(arch: Arch, resolution: int | None = None) -> list[LayerCount]:
     r = resolution or arch.resolution
-    rows = []
     s = arch.stem
-    hw = conv_out(r, s.kernel, s.stride)
-    p, m = _conv(arch.in_channels, s.out, s.kernel, hw)
-    rows.append(LayerCount(0, "stem", f"conv{s.kernel}x{s.kernel}", (arch.in_channels, r, r), (s.out, hw, hw), p, m))
+    p, m, hw = layer_count(s, arch.in_channels, r)
+    rows = [LayerCount(0, "stem", f"conv{s.kernel}x{s.kernel}", (arch.in_channels, r, r), (s.out, hw, hw), p, m)]
     for i, b in enumerate(arch.blocks, 1):
-        p, m, out_hw = block_count(b, hw)
-        kind = ("conv" if b.op == "conv" else "dwsep" if b.mid == b.in_ else "mbconv") + f"{b.kernel}x{b.kernel}"
-        rows.append(LayerCount(i, f"block{i - 1}", kind, (b.in_, hw, hw), (b.out, out_hw, out_hw), p, m))
+        p, m, out_hw = layer_count(b, b.in_, hw)
+        rows.append(LayerCount(i, f"block{i - 1}", kind_name(b), (b.in_, hw, hw), (b.out, out_hw, out_hw), p, m))
         hw = out_hw
-    h = arch.head
-    cin = arch.last_channels
-    p, m = _conv(cin, h.conv, 1, hw)
-    width = h.conv
-    if h.type == "mnv3":
-        p += h.conv * h.hidden + h.hidden
-        m += h.conv * h.hidden
-        width = h.hidden
-    p += width * arch.num_classes + arch.num_classes
-    m += width * arch.num_classes
+    h, cin = arch.head, arch.last_channels
+    p, m, _ = layer_count(h, cin, hw, arch.num_classes)
     rows.append(LayerCount(len(arch.blocks) + 1, "head", f"head_{h.type}", (cin, hw, hw), (arch.num_classes, 1, 1), p, m))
     return rows
 

@@ -146,22 +146,8 @@ class Arch:
 
     # ---- one-line string ----------------------------------------------------
     def to_string(self) -> str:
-        parts = [f"r{self.resolution}_n{self.num_classes}" + ("" if self.in_channels == 3 else f"_x{self.in_channels}")]
-        s = self.stem
-        parts.append(f"stem:c{s.out}_k{s.kernel}_s{s.stride}_{s.act}")
-        for b in self.blocks:
-            t = f"{b.op}:i{b.in_}_o{b.out}_m{b.mid}_k{b.kernel}_s{b.stride}_{b.act}"
-            if b.se is not None:
-                t += f"_se{b.se.squeeze}{b.se.gate[0]}"
-            if b.residual:
-                t += "_r"
-            parts.append(t)
-        h = self.head
-        t = f"head:{h.type}_c{h.conv}" + (f"_f{h.hidden}" if h.hidden is not None else "") + f"_{h.act}"
-        if h.dropout != 0.2:
-            t += f"_d{h.dropout:g}"
-        parts.append(t)
-        return "|".join(parts)
+        header = f"r{self.resolution}_n{self.num_classes}" + ("" if self.in_channels == 3 else f"_x{self.in_channels}")
+        return "|".join([header, stem_token(self.stem), *map(block_token, self.blocks), head_token(self.head)])
 
     @classmethod
     def from_string(cls, text: str) -> "Arch":
@@ -182,6 +168,21 @@ class Arch:
     @property
     def last_channels(self) -> int:
         return self.blocks[-1].out if self.blocks else self.stem.out
+
+
+def stem_token(s: Stem) -> str:
+    return f"stem:c{s.out}_k{s.kernel}_s{s.stride}_{s.act}"
+
+
+def block_token(b: Block) -> str:
+    se = f"_se{b.se.squeeze}{b.se.gate[0]}" if b.se is not None else ""
+    return f"{b.op}:i{b.in_}_o{b.out}_m{b.mid}_k{b.kernel}_s{b.stride}_{b.act}{se}{'_r' if b.residual else ''}"
+
+
+def head_token(h: Head) -> str:
+    hidden = f"_f{h.hidden}" if h.hidden is not None else ""
+    dropout = f"_d{h.dropout:g}" if h.dropout != 0.2 else ""
+    return f"head:{h.type}_c{h.conv}{hidden}_{h.act}{dropout}"
 
 
 def _only(d: dict, cls, where: str) -> dict:

@@ -16,8 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 from search_spaces.atomic import atomic_write
-from search_spaces.builder import (ClassifierHead, ConvBlock, ConvBNAct, InvertedResidual, Net,
-                                   SqueezeExcite, build_model)
+from search_spaces.builder import ConvBNAct, GlobalPool, Layer, Linear, Net, SqueezeExcite, build_model
 from search_spaces.ir import Arch
 
 OPSET = 17
@@ -53,8 +52,6 @@ class _Graph:
             return self.op("HardSigmoid", [x], alpha=1.0 / 6, beta=0.5)
         if isinstance(module, nn.Sigmoid):
             return self.op("Sigmoid", [x])
-        if isinstance(module, (nn.Identity, nn.Dropout)):
-            return x
         raise TypeError(f"no ONNX mapping for {type(module).__name__}")
 
     def conv(self, x: str, conv: nn.Conv2d, bn: nn.BatchNorm2d | None = None) -> str:
@@ -68,10 +65,6 @@ class _Graph:
         return self.op("Conv", [x, self.const(w, "w"), self.const(b, "b")], kernel_shape=list(k),
                        strides=list(s), pads=[p[0], p[1], p[0], p[1]], group=conv.groups)
 
-    def linear(self, x: str, fc: nn.Linear) -> str:
-        return self.op("Gemm", [x, self.const(fc.weight.detach().numpy(), "w"),
-                                self.const(fc.bias.detach().numpy(), "b")], transB=1)
-
     def emit(self, m: nn.Module, x: str) -> str:
         if isinstance(m, ConvBNAct):
             y = self.conv(x, m[0], m[1])
@@ -81,22 +74,17 @@ class _Graph:
             s = self.act(self.conv(s, m.fc1), m.act)
             s = self.act(self.conv(s, m.fc2), m.gate)
             return self.op("Mul", [x, s])
-        if isinstance(m, (InvertedResidual, ConvBlock)):
-            parts = [m.expand, m.dw, m.se, m.project] if isinstance(m, InvertedResidual) else [m.conv, m.se]
+        if isinstance(m, GlobalPool):
+            return self.op("Flatten", [self.op("GlobalAveragePool", [x])], axis=1)
+        if isinstance(m, Linear):  # dropout is the identity at inference
+            y = self.op("Gemm", [x, self.const(m.weight.detach().numpy(), "w"),
+                                 self.const(m.bias.detach().numpy(), "b")], transB=1)
+            return self.act(y, m.act) if m.act is not None else y
+        if isinstance(m, (Layer, nn.Sequential)):
             y = x
-            for part in parts:
-                y = y if isinstance(part, nn.Identity) else self.emit(part, y)
-            return self.op("Add", [x, y]) if m.residual else y
-        if isinstance(m, ClassifierHead):
-            y = self.op("GlobalAveragePool", [self.emit(m.conv, x)])
-            y = self.op("Flatten", [y], axis=1)
-            if isinstance(m.fc, nn.Linear):
-                y = self.act(self.linear(y, m.fc), m.fc_act)
-            return self.linear(y, m.classifier)
-        if isinstance(m, nn.Sequential):
-            for child in m:
-                x = self.emit(child, x)
-            return x
+            for child in m.children():
+                y = self.emit(child, y)
+            return self.op("Add", [x, y]) if getattr(m, "residual", False) else y
         if isinstance(m, Net):
             return self.emit(m.head, self.emit(m.blocks, self.emit(m.stem, x)))
         raise TypeError(f"no ONNX mapping for {type(m).__name__}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from search_spaces.anatomy import with_channels
 from search_spaces.errors import UserError
 from search_spaces.ir import SE, Arch, Block, Head, Stem
 
@@ -126,9 +127,9 @@ def scale_width(arch: Arch, multiplier: float) -> Arch:
     blocks, cin = [], stem.out
     for b in arch.blocks:
         out = c(b.out)
-        mid = cin if b.mid == b.in_ and b.op == "ir" else (out if b.op == "conv" else c(b.mid))
         se = b.se and replace(b.se, squeeze=c(b.se.squeeze))
-        blocks.append(replace(b, in_=cin, out=out, mid=mid, se=se, residual=b.residual and cin == out))
+        scaled = with_channels(b, in_=cin, out=out, mid=c(b.mid))
+        blocks.append(replace(scaled, se=se, residual=b.residual and cin == out))
         cin = out
     h = arch.head
     if h.type == "mnv3":

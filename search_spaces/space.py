@@ -2,7 +2,8 @@
 
 A space is a small declarative object: a skeleton (stem, stages, head) and the
 choices every stage makes; all layers of a stage share the stage's decisions.
-A candidate is a decision vector: one choice index per decision, in `decisions()` order.
+A candidate is a decision vector: one choice index per decision, in `decisions()` order;
+code reads a stage's decisions by name (`StageChoice`, `position`), never by index arithmetic.
 Spaces are registered by name in `SPACES`; adding one needs no change elsewhere.
 """
 from __future__ import annotations
@@ -24,6 +25,22 @@ CONV_OPS = {"mbconv3": 3, "mbconv4": 4, "mbconv6": 6, "dwsep": None, "conv": 0}
 class Decision:
     name: str
     choices: tuple
+
+
+STAGE_DECISIONS = ("op", "kernel", "se", "act", "skip", "width", "depth")
+
+
+@dataclass(frozen=True)
+class StageChoice:
+    """The value each decision of one stage took (all layers of the stage share them)."""
+
+    op: str
+    kernel: int
+    se: float
+    act: str
+    skip: str
+    width: int
+    depth: int
 
 
 @dataclass(frozen=True)
@@ -51,16 +68,25 @@ class SearchSpace:
     depth_deltas: tuple[int, ...] = (-1, 0, 1)
 
     # ---- the decisions ------------------------------------------------------
-    def stage_decisions(self, s: int) -> list[Decision]:
+    def stage_options(self, s: int) -> dict[str, tuple]:
+        """{decision name: its choices} for stage `s`, in `STAGE_DECISIONS` order."""
         st = self.stages[s]
-        depths = tuple(sorted({max(1, st.base_depth + d) for d in self.depth_deltas}))
-        return [Decision(f"s{s}.op", self.conv_ops), Decision(f"s{s}.kernel", self.kernels),
-                Decision(f"s{s}.se", self.se_ratios), Decision(f"s{s}.act", self.acts),
-                Decision(f"s{s}.skip", self.skips),
+        return {"op": self.conv_ops, "kernel": self.kernels, "se": self.se_ratios, "act": self.acts,
+                "skip": self.skips,
                 # rounding can merge multipliers (0.75 x 16 -> 16): keep each width once
-                Decision(f"s{s}.width", tuple(dict.fromkeys(make_divisible(st.base_width * m)
-                                                            for m in self.width_mults))),
-                Decision(f"s{s}.depth", depths)]
+                "width": tuple(dict.fromkeys(make_divisible(st.base_width * m) for m in self.width_mults)),
+                "depth": tuple(sorted({max(1, st.base_depth + d) for d in self.depth_deltas}))}
+
+    def stage_decisions(self, s: int) -> list[Decision]:
+        return [Decision(f"s{s}.{name}", choices) for name, choices in self.stage_options(s).items()]
+
+    def stage_choice(self, s: int, indices) -> StageChoice:
+        """The values of stage `s` for one choice index per decision (`STAGE_DECISIONS` order)."""
+        return StageChoice(*(choices[i] for choices, i in zip(self.stage_options(s).values(), indices)))
+
+    def position(self, s: int, name: str) -> int:
+        """Index in a decision vector of decision `name` of stage `s`."""
+        return s * len(STAGE_DECISIONS) + STAGE_DECISIONS.index(name)
 
     def decisions(self) -> list[Decision]:
         return [d for s in range(len(self.stages)) for d in self.stage_decisions(s)]
@@ -79,32 +105,29 @@ class SearchSpace:
                 raise UserError(f"space {self.name}: decision {d.name} = {v!r} is not an index below {len(d.choices)}")
         return vector
 
-    def stage_blocks(self, s: int, cin: int, choice: tuple) -> list[Block]:
-        op, k, se_ratio, act, skip, width, depth = choice
+    def stage_blocks(self, s: int, cin: int, choice: StageChoice) -> list[Block]:
         blocks = []
-        for i in range(depth):
+        for i in range(choice.depth):
             stride = self.stages[s].stride if i == 0 else 1
-            expansion = CONV_OPS[op]
+            expansion = CONV_OPS[choice.op]
             if expansion == 0:
-                mid = width
+                mid = choice.width
             elif expansion is None:
                 mid = cin
             else:
                 mid = cin * expansion
-            se = mnv3_se(mid) if se_ratio else None
-            residual = skip == "identity" and stride == 1 and cin == width
-            blocks.append(Block("conv" if expansion == 0 else "ir", cin, width, mid, k, stride, act, se, residual))
-            cin = width
+            se = mnv3_se(mid) if choice.se else None
+            residual = choice.skip == "identity" and stride == 1 and cin == choice.width
+            blocks.append(Block("conv" if expansion == 0 else "ir", cin, choice.width, mid, choice.kernel, stride,
+                                choice.act, se, residual))
+            cin = choice.width
         return blocks
 
     def decode(self, vector) -> Arch:
         vector = self.check(vector)
-        blocks, cin, pos = [], self.stem.out, 0
+        blocks, cin = [], self.stem.out
         for s in range(len(self.stages)):
-            ds = self.stage_decisions(s)
-            choice = tuple(d.choices[vector[pos + j]] for j, d in enumerate(ds))
-            pos += len(ds)
-            stage = self.stage_blocks(s, cin, choice)
+            stage = self.stage_blocks(s, cin, self.stage_choice(s, vector[self.position(s, "op"):]))
             blocks += stage
             cin = stage[-1].out
         return Arch(self.stem, tuple(blocks), self.head, self.resolution, self.num_classes)
@@ -122,9 +145,9 @@ class SearchSpace:
             # try every match and backtrack when the rest does not parse.
             if s == len(self.stages):
                 return [] if start == len(blocks) else None
-            ds = self.stage_decisions(s)
-            for idx in itertools.product(*(range(len(d.choices)) for d in ds)):
-                stage = self.stage_blocks(s, cin, tuple(d.choices[i] for d, i in zip(ds, idx)))
+            options = self.stage_options(s).values()
+            for idx in itertools.product(*(range(len(c)) for c in options)):
+                stage = self.stage_blocks(s, cin, self.stage_choice(s, idx))
                 if blocks[start:start + len(stage)] == tuple(stage):
                     tail = parse(s + 1, start + len(stage), stage[-1].out)
                     if tail is not None:
@@ -182,4 +205,5 @@ def get_space(name: str) -> SearchSpace:
         raise UserError(f"unknown search space {name!r} (known: {', '.join(sorted(SPACES))})") from None
 
 
-__all__ = ["SPACES", "ArchError", "Decision", "SearchSpace", "StageSkeleton", "get_space"]
+__all__ = ["SPACES", "STAGE_DECISIONS", "ArchError", "Decision", "SearchSpace", "StageChoice", "StageSkeleton",
+           "get_space"]
