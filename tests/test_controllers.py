@@ -44,8 +44,12 @@ def test_learning_controllers_beat_random(name, random_mean):
 
 
 @pytest.mark.parametrize("name", ["tpe", "nsga2"])
-def test_optuna_controllers_improve_on_random(name, random_mean):
-    assert sum(best_found(name, s, 60) for s in SEEDS[:2]) / 2 > 0.4  # and their proposals are valid
+def test_optuna_controllers_improve_on_random(name):
+    # on 60 trials random's best averages 0.57 over these seeds; TPE reaches 0.70, NSGA-II 0.65
+    trials = 60
+    random_best = sum(best_found("random", s, trials) for s in SEEDS) / len(SEEDS)
+    mean = sum(best_found(name, s, trials) for s in SEEDS) / len(SEEDS)
+    assert mean > random_best + 0.05, (name, mean, random_best)
 
 
 @pytest.mark.parametrize("name", sorted(CONTROLLERS))

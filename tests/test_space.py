@@ -65,7 +65,7 @@ def test_decisions_apply_per_stage():
     arch = space.decode(vector)
     assert choice["s0.op"] == "mbconv3" and all(b.kernel == 3 and b.se is None for b in arch.blocks)
     # stage 3: depth choice index 2 is base+1 = 5 layers, the first one stride 2
-    vector[3 * 7 + 6] = 2
+    vector[space.position(3, "depth")] = 2
     arch = space.decode(vector)
     strides = [b.stride for b in arch.blocks]
     assert strides == [1, 2, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1]
