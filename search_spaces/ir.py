@@ -19,6 +19,13 @@ ACTIVATIONS = ("relu", "relu6", "hswish")
 GATES = ("hsigmoid", "sigmoid")
 BLOCK_OPS = ("ir", "conv")  # inverted residual (MBConv / depthwise-separable), plain kxk conv
 HEAD_TYPES = ("mnv2", "mnv3")
+# Upper bounds on the IR's numbers: well above any published mobile network (widths reach
+# 1,280, EfficientNet-L2 runs at 800 px), far below sizes whose tensors could not be allocated.
+MAX_CHANNELS = 8192
+MAX_RESOLUTION = 2048
+MAX_KERNEL = 15
+MAX_STEM_STRIDE = 4
+MAX_CLASSES = 100_000
 
 
 class ArchError(UserError):
@@ -113,8 +120,10 @@ class Arch:
         try:
             stem = Stem(**_only(doc["stem"], Stem, "stem"))
             blocks = []
+            if not isinstance(doc["blocks"], list):
+                raise ArchError("field 'blocks' must be a list of block objects")
             for i, b in enumerate(doc["blocks"]):
-                b = dict(b)
+                b = dict(_only(b, Block, f"block {i}", extra={"in"}))
                 if "in" not in b:
                     raise ArchError(f"block {i}: missing field 'in'")
                 b["in_"] = b.pop("in")
@@ -185,10 +194,10 @@ def head_token(h: Head) -> str:
     return f"head:{h.type}_c{h.conv}{hidden}_{h.act}{dropout}"
 
 
-def _only(d: dict, cls, where: str) -> dict:
+def _only(d: dict, cls, where: str, extra: set[str] = frozenset()) -> dict:
     if not isinstance(d, dict):
         raise ArchError(f"{where}: must be a JSON object")
-    known = set(cls.__dataclass_fields__)
+    known = set(cls.__dataclass_fields__) | extra
     extra = set(d) - known
     if extra:
         raise ArchError(f"{where}: unknown field(s) {sorted(extra)}")
@@ -224,14 +233,16 @@ _TOKEN = re.compile(r"^([a-z]+?)(-?[0-9.]+)([a-z]?)$")
 def _tokens(text: str, where: str, known_flags=ACTIVATIONS + ("r",)) -> _Tokens:
     flags, values = set(), {}
     for tok in text.split("_"):
+        m = _TOKEN.match(tok)
+        if tok not in known_flags and not m:
+            raise ArchError(f"{where}: cannot read token {tok!r}")
+        key = tok if tok in known_flags else m[1]
+        if key in flags or key in values:
+            raise ArchError(f"{where}: '{key}' is given twice")
         if tok in known_flags:
             flags.add(tok)
-            continue
-        m = _TOKEN.match(tok)
-        if not m:
-            raise ArchError(f"{where}: cannot read token {tok!r}")
-        key, num, suffix = m.groups()
-        values[key] = num + suffix
+        else:
+            values[key] = m[2] + m[3]
     return _Tokens(flags, values, where)
 
 
@@ -270,24 +281,36 @@ def parse_head(part: str) -> Head:
     if kind not in HEAD_TYPES:
         raise ArchError(f"head: unknown type {kind!r} (expected one of {HEAD_TYPES})")
     t = _tokens(rest, "head")
-    dropout = float(t.values.get("d", 0.2))
+    try:
+        dropout = float(t.values.get("d", 0.2))
+    except ValueError:
+        raise ArchError(f"head: dropout 'd{t.values['d']}' is not a number") from None
     hidden = t.int("f") if "f" in t.values else None
     return Head(type=kind, conv=t.int("c"), act=t.act(), hidden=hidden, dropout=dropout)
 
 
-def _positive(where: str, name: str, value) -> None:
+def _positive(where: str, name: str, value, most: int = MAX_CHANNELS) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise ArchError(f"{where}: field '{name}' must be a positive integer, got {value!r}")
+    if value > most:
+        raise ArchError(f"{where}: field '{name}' is {value}, more than the largest supported {most}")
+
+
+def _kernel(where: str, kernel) -> None:
+    _positive(where, "kernel", kernel, MAX_KERNEL)
+    if kernel % 2 == 0:
+        raise ArchError(f"{where}: field 'kernel' must be odd, got {kernel}")
 
 
 def validate(arch: Arch) -> None:
     """Raise ArchError naming the block and the field of the first problem found."""
-    _positive("arch", "resolution", arch.resolution)
-    _positive("arch", "num_classes", arch.num_classes)
+    _positive("arch", "resolution", arch.resolution, MAX_RESOLUTION)
+    _positive("arch", "num_classes", arch.num_classes, MAX_CLASSES)
     _positive("arch", "in_channels", arch.in_channels)
     s = arch.stem
-    for f in ("out", "kernel", "stride"):
-        _positive("stem", f, getattr(s, f))
+    _positive("stem", "out", s.out)
+    _kernel("stem", s.kernel)
+    _positive("stem", "stride", s.stride, MAX_STEM_STRIDE)
     if s.act not in ACTIVATIONS:
         raise ArchError(f"stem: field 'act' is {s.act!r}, expected one of {ACTIVATIONS}")
     prev = s.out
@@ -295,10 +318,9 @@ def validate(arch: Arch) -> None:
         where = f"block {i}"
         if b.op not in BLOCK_OPS:
             raise ArchError(f"{where}: field 'op' is {b.op!r}, expected one of {BLOCK_OPS}")
-        for f, v in (("in", b.in_), ("out", b.out), ("mid", b.mid), ("kernel", b.kernel), ("stride", b.stride)):
+        for f, v in (("in", b.in_), ("out", b.out), ("mid", b.mid), ("stride", b.stride)):
             _positive(where, f, v)
-        if b.kernel % 2 == 0:
-            raise ArchError(f"{where}: field 'kernel' must be odd, got {b.kernel}")
+        _kernel(where, b.kernel)
         if b.stride not in (1, 2):
             raise ArchError(f"{where}: field 'stride' must be 1 or 2, got {b.stride}")
         if b.in_ != prev:

@@ -47,6 +47,15 @@ def _doc():
     (lambda d: d["head"].update({"type": "resnet"}), "head: field 'type'"),
     (lambda d: d.update({"resolution": -1}), "field 'resolution' must be a positive integer"),
     (lambda d: d["blocks"][0].pop("in"), "block 0: missing field 'in'"),
+    # sizes bounded to what a real network could use, the message stating the bound
+    (lambda d: d["blocks"][4].update({"mid": 10**7}), "block 4: field 'mid' is 10000000, more than the largest supported 8192"),
+    (lambda d: d["blocks"][3]["se"].update({"squeeze": 10**20}), "block 3 se: field 'squeeze' is 100000000000000000000, more than"),
+    (lambda d: d.update({"resolution": 99_999_999}), "field 'resolution' is 99999999, more than the largest supported 2048"),
+    (lambda d: d["blocks"][0].update({"kernel": 31}), "block 0: field 'kernel' is 31, more than the largest supported 15"),
+    (lambda d: d["stem"].update({"kernel": 4}), "stem: field 'kernel' must be odd"),
+    (lambda d: d["head"].update({"hidden": 10**6}), "head: field 'hidden' is 1000000, more than"),
+    (lambda d: d.update({"blocks": "ir:i16_o16"}), "field 'blocks' must be a list of block objects"),
+    (lambda d: d["blocks"].append("ir:i16_o16"), "block 15: must be a JSON object"),
 ])
 def test_invalid_documents_name_block_and_field(mutate, message):
     doc = _doc()
@@ -62,6 +71,12 @@ def test_invalid_documents_name_block_and_field(mutate, message):
     ("r224_n1000|stem:c16_k3_s2_hswish|ir:i16_o16_m16_k3_s2_relu_r|head:mnv3_c960_f1280_hswish", "residual"),
     ("r224_n1000|stem:c16_k3_s2_hswish|head:mnv3_c960_f1280_hswish", None),
     ("garbage", "at least"),
+    ("r224_n1000|stem:c16_k3_s2_hswish|ir:i16_o16_m16_k3_k7_s1_relu|head:mnv3_c960_f1280_hswish",
+     "block 0: 'k' is given twice"),
+    ("r224_n1000|stem:c16_k3_s2_relu_relu|head:mnv3_c960_f1280_hswish", "stem: 'relu' is given twice"),
+    ("r224_n1000|stem:c16_k3_s2_hswish|head:mnv3_c960_f1280_hswish_d1.2.3", "head: dropout 'd1.2.3' is not a number"),
+    ("r224_n1000|stem:c16_k4_s2_hswish|head:mnv3_c960_f1280_hswish", "stem: field 'kernel' must be odd"),
+    ("r224_n1000|stem:c10000000_k3_s2_hswish|head:mnv3_c960_f1280_hswish", "more than the largest supported 8192"),
 ])
 def test_invalid_strings(text, message):
     if message is None:  # no blocks at all is a legal (if useless) network
