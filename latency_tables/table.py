@@ -99,7 +99,7 @@ class LatencyTable:
 
     @property
     def network_term(self) -> dict:
-        return self.metadata.get("network_term") or dict(NO_TERM)
+        return {**NO_TERM, **(self.metadata.get("network_term") or {})}
 
     @property
     def is_local(self) -> bool:
@@ -247,6 +247,9 @@ def validate(df: pd.DataFrame, meta: dict, where: str) -> None:
         bad = df[c][number.isna() & df[c].notna()]
         if len(bad):
             raise UserError(f"{where}: column {c} has a non-number {bad.iloc[0]!r} (row {bad.index[0] + 1})")
+        inf = df.index[np.isinf(number)]
+        if len(inf):
+            raise UserError(f"{where}: column {c} has an infinite value (row {inf[0] + 1})")
         df[c] = number
     stat = df[meta["statistic"]]
     bad = df.index[stat.isna() | (stat <= 0)]
@@ -263,3 +266,20 @@ def validate(df: pd.DataFrame, meta: dict, where: str) -> None:
             parse_key(key)
         except UserError as e:
             raise UserError(f"{where}: row {i + 1}: {e}") from None
+    validate_network_term(meta["network_term"], float(stat.max()) if len(stat) else 0.0, where)
+
+
+def validate_network_term(term, largest_op_ms: float, where: str) -> None:
+    """The end-to-end term must keep latencies finite and positive: a positive finite scale,
+    finite per-input and offset terms, and no negative offset larger than the largest op."""
+    if not isinstance(term, dict):
+        raise UserError(f"{where}: metadata network_term must be a JSON object")
+    for name in ("scale", "per_input_melem_ms", "offset_ms"):
+        v = term.get(name, NO_TERM[name])
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v):
+            raise UserError(f"{where}: metadata network_term.{name} must be a finite number, got {v!r}")
+    if term.get("scale", NO_TERM["scale"]) <= 0:
+        raise UserError(f"{where}: metadata network_term.scale must be positive, got {term['scale']!r}")
+    if term.get("offset_ms", 0.0) < -largest_op_ms:
+        raise UserError(f"{where}: metadata network_term.offset_ms {term['offset_ms']!r} is below minus the "
+                        f"largest op latency ({largest_op_ms:g} ms): networks would get negative latencies")

@@ -54,6 +54,17 @@ def test_corrupt_table_file(tmp_path, capsys):
     assert code == 2 and "not a readable YAML" in err
 
 
+def test_infinite_latency_is_refused_not_printed(tmp_path, capsys):
+    from latency_tables.pixel import TABLE_FILE
+
+    meta, columns, first, *rest = Path(TABLE_FILE).read_text().splitlines()
+    row = ["inf" if name == "median_ms" else v for name, v in zip(columns.split(","), first.split(","))]
+    bad = tmp_path / "t.csv"
+    bad.write_text("\n".join([meta, columns, ",".join(row), *rest]) + "\n")
+    code, out, err = run(capsys, "latency", "predict", "--target", str(bad), "mobilenet_v3_large", "--json")
+    assert code == 2 and out == "" and "has an infinite value (row 1)" in err and err.count("\n") == 1
+
+
 def test_import_then_predict_through_the_cli(tmp_path, capsys):
     yaml_file = SHARED / "proxylessnas_pixel1" / "mobile_trim.yaml"
     if not yaml_file.exists():

@@ -92,6 +92,17 @@ BROKEN = [
     (lambda t: t.replace(",0.1,", ",fast,", 1), "non-number 'fast'"),
     (lambda t: t + t.splitlines()[2] + "\n", "appears twice"),
     (lambda t: t.replace("stem:c16_k3_s2_hswish@r64_x3", "stem:c16@r64_x3"), "malformed op key"),
+    # every number checked: no infinite latency, an end-to-end term that keeps latencies positive
+    (lambda t: t.replace(",0.1,", ",inf,", 1), r"column median_ms has an infinite value \(row 1\)"),
+    (lambda t: t.replace(",12,", ",-inf,", 1), r"column count has an infinite value"),
+    (lambda t: t.replace('"scale": 1.0', '"scale": -1'), r"network_term.scale must be positive, got -1"),
+    (lambda t: t.replace('"scale": 1.0', '"scale": 0'), r"network_term.scale must be positive, got 0"),
+    (lambda t: t.replace('"scale": 1.0', '"scale": "1.0"'), r"network_term.scale must be a finite number, got '1.0'"),
+    (lambda t: t.replace('"scale": 1.0', '"scale": NaN'), r"network_term.scale must be a finite number, got nan"),
+    (lambda t: t.replace('"offset_ms": 0.0', '"offset_ms": Infinity'), r"network_term.offset_ms must be a finite"),
+    (lambda t: t.replace('"offset_ms": 0.0', '"offset_ms": -500'), r"network_term.offset_ms -500 is below minus"),
+    (lambda t: t.replace('"network_term": {', '"network_term": [{').replace('"scale": 1.0}', '"scale": 1.0}]'),
+     r"network_term must be a JSON object"),
 ]
 
 
@@ -99,8 +110,16 @@ BROKEN = [
 def test_broken_files_say_what_is_wrong(tmp_path, corrupt, message):
     path = small_table().save(tmp_path / "t.csv")
     path.write_text(corrupt(path.read_text()))
-    with pytest.raises(UserError, match=message):
+    with pytest.raises(UserError, match=message) as e:
         LatencyTable.load(path)
+    assert str(e.value).startswith(f"latency table {path}: ") and "\n" not in str(e.value)
+
+
+def test_a_fitted_negative_offset_loads(tmp_path):
+    table = small_table()
+    table.metadata["network_term"] = {"scale": 0.9, "per_input_melem_ms": -1.3, "offset_ms": -0.7, "calibrated": True}
+    back = LatencyTable.load(table.save(tmp_path / "t.csv"))
+    assert back.network_term["offset_ms"] == -0.7
 
 
 def test_missing_file_is_a_user_error(tmp_path):
