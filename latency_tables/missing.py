@@ -1,8 +1,5 @@
-"""What a table does with an op it lacks: measure it here, predict it with a model, or refuse.
-
-The table only stores and looks up; whoever opens it (see `targets`) knows where it came
-from and hands in one of these. A policy is called with the table and the missing ops
-and adds their rows to the table.
+"""What a table does with an op it lacks: measure it here, predict it with a model, or refuse
+(no policy). Whoever opens a table knows where it came from and hands one in (`targets`).
 """
 from __future__ import annotations
 

@@ -57,7 +57,7 @@ class Op:
         return self.key
 
     def macs(self) -> int:
-        return op_macs(self)
+        return parts_count(self.parts, self.hw)[1]
 
     @property
     def input_melems(self) -> float:
@@ -103,24 +103,13 @@ def arch_ops(arch: Arch) -> list[tuple[str, Op]]:
     return ops
 
 
-def op_macs(op: Op) -> int:
-    """Multiply-adds of one op, from the project's counting code."""
-    return parts_count(op.parts, op.hw)[1]
-
-
-def op_module(op: Op):
-    """(torch module, input shape) of an op, built with the project's builder."""
-    from search_spaces.builder import build_layer
-
-    return build_layer(op.layer, op.cin, op.num_classes).eval(), (1, op.cin, op.hw, op.hw)
-
-
 def op_onnx(op: Op):
     """The op alone as an ONNX model (composed directly, milliseconds)."""
+    from search_spaces.builder import build_layer
     from search_spaces.onnx_export import module_to_onnx
 
-    module, shape = op_module(op)
-    return module_to_onnx(module, shape, graph_name=op.kind)
+    module = build_layer(op.layer, op.cin, op.num_classes).eval()
+    return module_to_onnx(module, (1, op.cin, op.hw, op.hw), graph_name=op.kind)
 
 
 def stage_inputs(space: SearchSpace, resolution: int | None = None) -> list[int]:

@@ -1,17 +1,14 @@
 """What each layer of the IR is made of: the one description every other module reads.
 
-A layer (the stem, a block, the head) is a list of parts. A part is one module of the
-built network (a conv + BN + activation, an SE gate, a pooling, a linear layer) with its
-channels in and out, kernel, stride, groups and activation, and the state-dict entries
-it owns with the axes along which they hold its input and output channels. The builder
-builds the parts, counting sums them, the latency model reads them, ONNX export emits
-them and NetAdapt slices the entries they name; a supernet slices the same entries.
+A layer (stem, block, head) is a list of parts, one per module of the built network,
+each with its channels, kernel, stride, groups, activation and the state-dict entries
+it owns (with the axes holding its input and output channels). The builder builds the
+parts, counting sums them, the latency model reads them, ONNX export emits them, and
+NetAdapt (and later a weight-sharing supernet) slices the entries they name.
 
-Inside a block the channels live in three sets, named on every part: the block's input
-("in"), its expanded channels ("mid") and its output ("out"). An inverted residual
-without an expansion conv (depthwise-separable) has no "mid" set of its own: its
-depthwise conv works on the input channels, so `mid` is tied to `in`; a plain conv
-block's `mid` is tied to `out`.
+A block's channels live in three sets named on every part: its input ("in"), expanded
+("mid") and output ("out") channels. Without an expansion conv (depthwise-separable)
+`mid` is tied to `in`; in a plain conv block it is tied to `out`.
 """
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from search_spaces.anatomy import Part, conv_out, kind_name, layer_parts
-from search_spaces.ir import Arch, Block, Head, Stem
+from search_spaces.ir import Arch
 
 
 @dataclass(frozen=True)
@@ -32,22 +32,17 @@ def parts_count(parts: tuple[Part, ...], hw: int) -> tuple[int, int, int]:
     return params, macs, hw
 
 
-def layer_count(layer: Stem | Block | Head, cin: int, hw: int, num_classes: int = 0) -> tuple[int, int, int]:
-    """(params, macs, output H/W) of one layer with `cin` input channels at input size hw."""
-    return parts_count(layer_parts(layer, cin, num_classes), hw)
-
-
 def layer_counts(arch: Arch, resolution: int | None = None) -> list[LayerCount]:
     r = resolution or arch.resolution
     s = arch.stem
-    p, m, hw = layer_count(s, arch.in_channels, r)
+    p, m, hw = parts_count(layer_parts(s, arch.in_channels), r)
     rows = [LayerCount(0, "stem", f"conv{s.kernel}x{s.kernel}", (arch.in_channels, r, r), (s.out, hw, hw), p, m)]
     for i, b in enumerate(arch.blocks, 1):
-        p, m, out_hw = layer_count(b, b.in_, hw)
+        p, m, out_hw = parts_count(layer_parts(b, b.in_), hw)
         rows.append(LayerCount(i, f"block{i - 1}", kind_name(b), (b.in_, hw, hw), (b.out, out_hw, out_hw), p, m))
         hw = out_hw
     h, cin = arch.head, arch.last_channels
-    p, m, _ = layer_count(h, cin, hw, arch.num_classes)
+    p, m, _ = parts_count(layer_parts(h, cin, arch.num_classes), hw)
     rows.append(LayerCount(len(arch.blocks) + 1, "head", f"head_{h.type}", (cin, hw, hw), (arch.num_classes, 1, 1), p, m))
     return rows
 

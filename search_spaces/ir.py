@@ -96,13 +96,7 @@ class Arch:
 
     # ---- JSON -------------------------------------------------------------
     def to_dict(self) -> dict:
-        blocks = []
-        for b in self.blocks:
-            d = asdict(b)
-            d["in"] = d.pop("in_")
-            blocks.append({"op": d["op"], "in": d["in"], "out": d["out"], "mid": d["mid"],
-                           "kernel": d["kernel"], "stride": d["stride"], "act": d["act"],
-                           "se": d["se"], "residual": d["residual"]})
+        blocks = [{k.rstrip("_"): v for k, v in asdict(b).items()} for b in self.blocks]  # in_ -> in
         doc = {"resolution": self.resolution, "num_classes": self.num_classes,
                "in_channels": self.in_channels, "stem": asdict(self.stem), "blocks": blocks,
                "head": asdict(self.head)}

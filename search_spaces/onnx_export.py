@@ -19,6 +19,7 @@ from search_spaces.atomic import atomic_write
 from search_spaces.builder import ConvBNAct, GlobalPool, Layer, Linear, Net, SqueezeExcite, build_model
 from search_spaces.ir import Arch
 
+_ACT_OPS = {nn.ReLU: "Relu", nn.Hardswish: "HardSwish", nn.Sigmoid: "Sigmoid"}
 OPSET = 17
 IR_VERSION = 8  # onnxruntime 1.31 rejects the newest IR version onnx writes by default
 
@@ -42,17 +43,11 @@ class _Graph:
         return out
 
     def act(self, x: str, module: nn.Module) -> str:
-        if isinstance(module, nn.ReLU):
-            return self.op("Relu", [x])
         if isinstance(module, nn.ReLU6):
             return self.op("Clip", [x, self.const(np.array(0.0), "min"), self.const(np.array(6.0), "max")])
-        if isinstance(module, nn.Hardswish):
-            return self.op("HardSwish", [x])
         if isinstance(module, nn.Hardsigmoid):
             return self.op("HardSigmoid", [x], alpha=1.0 / 6, beta=0.5)
-        if isinstance(module, nn.Sigmoid):
-            return self.op("Sigmoid", [x])
-        raise TypeError(f"no ONNX mapping for {type(module).__name__}")
+        return self.op(_ACT_OPS[type(module)], [x])
 
     def conv(self, x: str, conv: nn.Conv2d, bn: nn.BatchNorm2d | None = None) -> str:
         w = conv.weight.detach().double().numpy()

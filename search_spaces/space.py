@@ -8,6 +8,7 @@ Spaces are registered by name in `SPACES`; adding one needs no change elsewhere.
 """
 from __future__ import annotations
 
+import collections
 import itertools
 import math
 import random
@@ -30,17 +31,8 @@ class Decision:
 STAGE_DECISIONS = ("op", "kernel", "se", "act", "skip", "width", "depth")
 
 
-@dataclass(frozen=True)
-class StageChoice:
-    """The value each decision of one stage took (all layers of the stage share them)."""
-
-    op: str
-    kernel: int
-    se: float
-    act: str
-    skip: str
-    width: int
-    depth: int
+# the value each decision of one stage took (all layers of the stage share them)
+StageChoice = collections.namedtuple("StageChoice", STAGE_DECISIONS)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Reference architectures: exact parameter counts, published multiply-adds, width multiplier."""
 import pytest
 
-from search_spaces.builder import build_model, count_module_macs, count_params
+from module_counts import count_module_macs, count_params
+from search_spaces.builder import build_model
 from search_spaces.counting import count
 from search_spaces.references import REFERENCES, make_divisible, reference
 

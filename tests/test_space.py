@@ -4,7 +4,8 @@ import random
 import pytest
 import torch
 
-from search_spaces.builder import build_model, count_module_macs, count_params
+from module_counts import count_module_macs, count_params
+from search_spaces.builder import build_model
 from search_spaces.counting import count
 from search_spaces.errors import UserError
 from search_spaces.ir import Arch
