@@ -66,9 +66,11 @@ def test_invalid_documents_name_block_and_field(mutate, message):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("r224_n1000|stem:c16_k3_s2_hswish|ir:i16_o16_m16_k3_s1_swish|head:mnv3_c960_f1280_hswish", "block 0"),
+    ("r224_n1000|stem:c16_k3_s2_hswish|ir:i16_o16_m16_k3_s1_swish|head:mnv3_c960_f1280_hswish",
+     "block 0: cannot read token 'swish'"),
     ("r224_n1000|stem:c16_k3_s2_hswish|dw:i16_o16_m16_k3_s1_relu|head:mnv3_c960_f1280_hswish", "unknown op 'dw'"),
-    ("r224_n1000|stem:c16_k3_s2_hswish|ir:i16_o16_m16_k3_s2_relu_r|head:mnv3_c960_f1280_hswish", "residual"),
+    ("r224_n1000|stem:c16_k3_s2_hswish|ir:i16_o16_m16_k3_s2_relu_r|head:mnv3_c960_f1280_hswish",
+     "block 0: field 'residual' needs stride 1 and in == out"),
     ("r224_n1000|stem:c16_k3_s2_hswish|head:mnv3_c960_f1280_hswish", None),
     ("garbage", "at least"),
     ("r224_n1000|stem:c16_k3_s2_hswish|ir:i16_o16_m16_k3_k7_s1_relu|head:mnv3_c960_f1280_hswish",
