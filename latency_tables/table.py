@@ -99,7 +99,7 @@ class LatencyTable:
 
     @property
     def network_term(self) -> dict:
-        return {**NO_TERM, **(self.metadata.get("network_term") or {})}
+        return self.metadata.get("network_term") or dict(NO_TERM)
 
     @property
     def is_local(self) -> bool:
@@ -132,7 +132,7 @@ class LatencyTable:
         rows = [{"layer": name, "key": op.key, "ms": self._ms[op.key], "source": source[op.key]} for name, op in ops]
         term = self.network_term
         adjusted = sum(self.in_network(op) for _, op in ops) + term["offset_ms"]
-        rows.append({"layer": "network", "key": "end-to-end term", "source": "fitted" if term["calibrated"] else "none",
+        rows.append({"layer": "network", "key": "end-to-end term", "source": "fitted" if term.get("calibrated") else "none",
                      "ms": adjusted - sum(r["ms"] for r in rows)})
         return pd.DataFrame(rows)
 
@@ -203,7 +203,7 @@ class LatencyTable:
         return path
 
     @classmethod
-    def load(cls, path: str | Path, missing: Callable[[LatencyTable, list[Op]], None] | None = None) -> "LatencyTable":
+    def load(cls, path: str | Path) -> "LatencyTable":
         """Read and validate a table file; UserError saying what is wrong with a broken one."""
         path = Path(path)
         where = f"latency table {path}"
@@ -225,7 +225,7 @@ class LatencyTable:
         except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
             raise UserError(f"{where}: not a readable CSV ({str(e).strip()})") from None
         validate(df, meta, where)
-        return cls(df, meta, path, missing)
+        return cls(df, meta, path)
 
 
 def validate(df: pd.DataFrame, meta: dict, where: str) -> None:
@@ -275,11 +275,11 @@ def validate_network_term(term, largest_op_ms: float, where: str) -> None:
     if not isinstance(term, dict):
         raise UserError(f"{where}: metadata network_term must be a JSON object")
     for name in ("scale", "per_input_melem_ms", "offset_ms"):
-        v = term.get(name, NO_TERM[name])
+        v = term.get(name, 0.0 if name == "per_input_melem_ms" else None)  # older tables lack it
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v):
             raise UserError(f"{where}: metadata network_term.{name} must be a finite number, got {v!r}")
-    if term.get("scale", NO_TERM["scale"]) <= 0:
+    if term["scale"] <= 0:
         raise UserError(f"{where}: metadata network_term.scale must be positive, got {term['scale']!r}")
-    if term.get("offset_ms", 0.0) < -largest_op_ms:
+    if term["offset_ms"] < -largest_op_ms:
         raise UserError(f"{where}: metadata network_term.offset_ms {term['offset_ms']!r} is below minus the "
                         f"largest op latency ({largest_op_ms:g} ms): networks would get negative latencies")

@@ -101,6 +101,7 @@ BROKEN = [
     (lambda t: t.replace('"scale": 1.0', '"scale": NaN'), r"network_term.scale must be a finite number, got nan"),
     (lambda t: t.replace('"offset_ms": 0.0', '"offset_ms": Infinity'), r"network_term.offset_ms must be a finite"),
     (lambda t: t.replace('"offset_ms": 0.0', '"offset_ms": -500'), r"network_term.offset_ms -500 is below minus"),
+    (lambda t: t.replace('"offset_ms": 0.0, ', ''), r"network_term.offset_ms must be a finite number, got None"),
     (lambda t: t.replace('"network_term": {', '"network_term": [{').replace('"scale": 1.0}', '"scale": 1.0}]'),
      r"network_term must be a JSON object"),
 ]
