@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from search_spaces.anatomy import Part, conv_out, kind_name, layer_parts
+from search_spaces.anatomy import Part, kind_name, layer_parts
 from search_spaces.ir import Arch
 
 
