@@ -191,17 +191,17 @@ def test_step_schedule_constant_decaying_and_capped_at_the_budget():
 
 
 def test_the_winner_retrained_by_nas_train_is_preferred(run_dir, tmp_path):
-    from netadapt.run_dir import load_winner
+    from nas.run_dir import RunDir
 
     run = tmp_path / "trained"
     run.mkdir()
     (run / "config.json").write_text((run_dir / "config.json").read_text())
-    assert load_winner(run_dir).source == run_dir / "best"
+    assert RunDir(run_dir).load_winner().source == run_dir / "best"
     retrained = resize(ARCH, next(u for u in units(ARCH) if u.name == "mid:b4"), 64)
     (run / "final" / "2").mkdir(parents=True)
     (run / "final" / "2" / "arch.json").write_text(retrained.to_json())
     torch.save(Net(retrained).state_dict(), run / "final" / "2" / "model.pt")
     (run / "final" / "winner.json").write_text(json.dumps({"rank": 2, "dir": "final/2"}))
-    w = load_winner(run)
+    w = RunDir(run).load_winner()
     assert w.source == run / "final" / "2" and w.arch == retrained
     assert w.state["blocks.4.expand.0.weight"].shape[0] == 64
