@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -157,7 +158,7 @@ class RunDir:
         if list(trials.columns) != TRIAL_COLUMNS:
             raise UserError(f"{f} is damaged: its header is not {','.join(TRIAL_COLUMNS)}")
         bad = ~trials["status"].isin(STATUSES) | trials["key"].isna() | trials["arch"].isna() \
-            | (trials["trial"] != range(len(trials))) | ~trials["vector"].map(_is_json_list)
+            | (trials["trial"].to_numpy() != np.arange(len(trials))) | ~trials["vector"].map(_is_json_list).astype(bool)
         ok = trials["status"] == "ok"
         bad |= ok & trials[["accuracy", "latency_ms"]].isna().any(axis=1)
         if bad.any():
