@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 from search_spaces.errors import UserError
 
@@ -65,7 +65,7 @@ def check_numbers(values: dict) -> None:
 
 def absolute_target(name: str) -> str:
     """A built-in target's name, or the absolute path of a table file."""
-    return name if name in BUILTIN_TARGETS else str(os.path.abspath(name))
+    return name if name in BUILTIN_TARGETS else str(Path(name).resolve())
 
 
 @dataclass(frozen=True)

@@ -94,3 +94,11 @@ def test_a_score_that_is_not_finite_fails_the_trial_not_the_search(tmp_path):
     assert trials["reason"].str.contains("OverflowError").all() and trials["reward"].isna().all()
     resumed = SearchSession(run, progress=False)
     assert resumed.best_row() is None and resumed.to_ask == 1
+
+
+@pytest.mark.parametrize("epochs, message", [("nan", "finite"), ("inf", "finite"), ("0", "positive")])
+def test_nas_train_refuses_bad_epochs(tmp_path, capsys, epochs, message):
+    run = RunDir(tmp_path / "run")
+    run.create(new_config(args("--train-subset", "64")))
+    assert main(["train", str(run.path), "--epochs", epochs]) == 2
+    one_line_error(capsys, f"--epochs must be {'a ' if message == 'finite' else ''}{message}")
