@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import pandas as pd
 
@@ -78,6 +79,11 @@ def export(args) -> int:
     from search_spaces.onnx_export import export_onnx
 
     arch = load_arch(args.arch)
-    export_onnx(arch, args.onnx)
+    if Path(args.onnx).is_dir():
+        raise UserError(f"--onnx {args.onnx} is a directory; name the file to write")
+    try:
+        export_onnx(arch, args.onnx)
+    except OSError as e:  # an unwritable or missing place: the user's to fix
+        raise UserError(f"cannot write {args.onnx}: {e.strerror or e}") from None
     print(f"wrote {args.onnx}")
     return 0

@@ -7,6 +7,8 @@ The validation split is carved from training data; the test split is kept for fi
 """
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -69,32 +71,43 @@ def _digits():
     return x[train], d.target[train], x[test], d.target[test]
 
 
-def _cifar10(directory: str):
+def _cifar10_files(directory: str) -> list[Path]:
     root = Path(directory)
     files = [root / "cifar10_train.npz", root / "cifar10_test.npz"]
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         raise UserError(f"cifar10 data not found: {', '.join(missing)}")
-    tr, te = np.load(files[0]), np.load(files[1])
+    return files
+
+
+def _cifar10(directory: str):
+    tr, te = (np.load(f) for f in _cifar10_files(directory))
     return tr["x_train"], tr["y_train"], te["x_test"], te["y_test"]
 
 
-def _read_folder(root: Path, classes: list[str], resolution: int):
+@contextmanager
+def _image(f: Path):
+    """The opened image; PIL's errors for a damaged or foreign file (raised on opening, or on
+    decoding a truncated one) become the user's error."""
     from PIL import Image
 
-    xs, ys = [], []
-    for label, name in enumerate(classes):
-        for f in sorted((root / name).iterdir()):
-            if f.suffix.lower() in IMAGE_SUFFIXES:
-                with Image.open(f) as im:
-                    xs.append(np.asarray(im.convert("RGB").resize((resolution, resolution))))
-                ys.append(label)
-    if not xs:
+    try:
+        with Image.open(f) as im:
+            yield im
+    except (OSError, SyntaxError, ValueError) as e:
+        raise UserError(f"cannot read image {f}: {e}") from None
+
+
+def _folder_files(root: Path, classes: list[str]) -> list[tuple[Path, int]]:
+    files = [(f, label) for label, name in enumerate(classes) for f in sorted((root / name).iterdir())
+             if f.suffix.lower() in IMAGE_SUFFIXES]
+    if not files:
         raise UserError(f"no images found under {root}")
-    return np.stack(xs), np.array(ys)
+    return files
 
 
-def _imagefolder(directory: str, resolution: int):
+def _imagefolder_files(directory: str) -> tuple[list, list]:
+    """(path, label) pairs of the training and test images, before any is decoded."""
     root = Path(directory)
     if not root.is_dir():
         raise UserError(f"image folder not found: {root}")
@@ -104,38 +117,103 @@ def _imagefolder(directory: str, resolution: int):
     if len(classes) < 2:
         raise UserError(f"{base} needs one sub-folder per class (found {len(classes)})")
     if split_dirs[0].is_dir() and split_dirs[1].is_dir():
-        return (*_read_folder(split_dirs[0], classes, resolution),
-                *_read_folder(split_dirs[1], classes, resolution))
-    x, y = _read_folder(root, classes, resolution)
-    order = np.random.default_rng(0).permutation(len(x))
-    n_test = max(1, len(x) // 10)
-    return x[order[n_test:]], y[order[n_test:]], x[order[:n_test]], y[order[:n_test]]
+        return _folder_files(split_dirs[0], classes), _folder_files(split_dirs[1], classes)
+    files = _folder_files(root, classes)
+    order = np.random.default_rng(0).permutation(len(files))
+    n_test = max(1, len(files) // 10)
+    return [files[i] for i in order[n_test:]], [files[i] for i in order[:n_test]]
 
 
-def load_data(spec: str = "digits", resolution: int = 32, train_subset: int | None = None,
-              val_fraction: float = 0.1, seed: int = 0) -> Data:
-    """Load a data set by spec; the validation split is drawn from training data with `seed`."""
+def _read_images(files: list[tuple[Path, int]], resolution: int):
+    xs = []
+    for f, _ in files:
+        with _image(f) as im:
+            xs.append(np.asarray(im.convert("RGB").resize((resolution, resolution))))
+    return np.stack(xs), np.array([label for _, label in files])
+
+
+def _imagefolder(directory: str, resolution: int):
+    train, test = _imagefolder_files(directory)
+    return (*_read_images(train, resolution), *_read_images(test, resolution))
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    """(kind, directory) of a data spec; an unknown spec is the user's error."""
     kind, _, arg = spec.partition(":")
-    if kind == "digits" and not arg:
-        x_tr, y_tr, x_te, y_te = _digits()
-    elif kind == "cifar10" and arg:
-        x_tr, y_tr, x_te, y_te = _cifar10(arg)
-    elif kind == "imagefolder" and arg:
-        x_tr, y_tr, x_te, y_te = _imagefolder(arg, resolution)
-    else:
+    if not ((kind == "digits" and not arg) or (kind in ("cifar10", "imagefolder") and arg)):
         raise UserError(f"unknown data {spec!r}: use digits, cifar10:DIR or imagefolder:DIR")
+    return kind, arg
+
+
+def absolute_spec(spec: str) -> str:
+    """The spec with its directory made absolute: trials run in other working directories."""
+    kind, arg = parse_spec(spec)
+    return f"{kind}:{os.path.abspath(arg)}" if arg else spec
+
+
+def _check_split_args(val_fraction: float, train_subset: int | None) -> None:
     if not 0 < val_fraction < 1:
         raise UserError(f"validation fraction must be in (0, 1), got {val_fraction}")
     if train_subset is not None and train_subset < 2:
         raise UserError(f"--train-subset must be at least 2, got {train_subset}")
 
-    order = np.random.default_rng(seed).permutation(len(x_tr))
+
+def split_indices(n: int, val_fraction: float, train_subset: int | None, seed: int):
+    """Training and validation indices into the `n` training images."""
+    order = np.random.default_rng(seed).permutation(n)
     n_val = max(1, int(round(len(order) * val_fraction)))
     val_idx, train_idx = order[:n_val], order[n_val:]
     if train_subset is not None:
         train_idx = train_idx[:train_subset]
         # a quick run's validation set shrinks too, but not below 256 images (accuracy noise)
         val_idx = val_idx[:max(256, int(round(train_subset * val_fraction / (1 - val_fraction))))]
+    return train_idx, val_idx
+
+
+@dataclass(frozen=True)
+class DataSizes:
+    num_classes: int
+    train_images: int
+    val_images: int
+
+
+def data_sizes(spec: str = "digits", train_subset: int | None = None, val_fraction: float = 0.1,
+               seed: int = 0) -> DataSizes:
+    """What `load_data` would hold, from the labels alone: no image is decoded or resized
+    (an image folder's files are only checked to be images)."""
+    kind, arg = parse_spec(spec)
+    _check_split_args(val_fraction, train_subset)
+    if kind == "digits":
+        _, y_tr, _, y_te = _digits()
+    elif kind == "cifar10":
+        train, test = _cifar10_files(arg)
+        y_tr, y_te = np.load(train)["y_train"], np.load(test)["y_test"]
+    else:
+        train, test = _imagefolder_files(arg)
+        for f, _ in train + test:
+            with _image(f) as im:
+                im.verify()
+        y_tr, y_te = np.array([label for _, label in train]), np.array([label for _, label in test])
+    train_idx, val_idx = split_indices(len(y_tr), val_fraction, train_subset, seed)
+    return DataSizes(_num_classes(y_tr, y_te), len(train_idx), len(val_idx))
+
+
+def _num_classes(y_tr, y_te) -> int:
+    return int(max(y_tr.max(), y_te.max())) + 1
+
+
+def load_data(spec: str = "digits", resolution: int = 32, train_subset: int | None = None,
+              val_fraction: float = 0.1, seed: int = 0) -> Data:
+    """Load a data set by spec; the validation split is drawn from training data with `seed`."""
+    kind, arg = parse_spec(spec)
+    if kind == "digits":
+        x_tr, y_tr, x_te, y_te = _digits()
+    elif kind == "cifar10":
+        x_tr, y_tr, x_te, y_te = _cifar10(arg)
+    else:
+        x_tr, y_tr, x_te, y_te = _imagefolder(arg, resolution)
+    _check_split_args(val_fraction, train_subset)
+    train_idx, val_idx = split_indices(len(x_tr), val_fraction, train_subset, seed)
 
     def split(x, y, idx=None):
         if idx is not None:
@@ -146,5 +224,4 @@ def load_data(spec: str = "digits", resolution: int = 32, train_subset: int | No
     xf = train.x.float() / 255
     stats = {"mean": tuple(xf.mean((0, 2, 3)).tolist()), "std": tuple(xf.std((0, 2, 3)).clamp_min(1e-3).tolist())}
     train, val, test = (replace(s, **stats) for s in (train, split(x_tr, y_tr, val_idx), split(x_te, y_te)))
-    num_classes = int(max(y_tr.max(), y_te.max())) + 1
-    return Data(spec, train, val, test, num_classes, resolution)
+    return Data(spec, train, val, test, _num_classes(y_tr, y_te), resolution)

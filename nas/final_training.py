@@ -7,6 +7,7 @@ with the best reward computed from its test accuracy; NetAdapt starts from final
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import pandas as pd
 from tqdm import tqdm
@@ -14,6 +15,7 @@ from tqdm import tqdm
 from nas.data import load_data
 from nas.evaluation import train_config
 from nas.reward import Reward
+from nas.run_config import Bound
 from nas.run_dir import RunDir, save_deployment, write_csv, write_json
 from nas.training import build_for_training, evaluate, train
 from search_spaces.errors import UserError
@@ -27,16 +29,14 @@ def top_candidates(trials: pd.DataFrame, k: int) -> pd.DataFrame:
 
 def train_top(run: RunDir, top: int, epochs: float, progress: bool = True) -> pd.DataFrame:
     cfg = run.config()
-    if top < 1:
-        raise UserError("--top must be at least 1")
-    if epochs <= 0:
-        raise UserError("--epochs must be positive")
+    Bound(1).check("--top", top)
+    Bound(positive=True).check("--epochs", epochs)
     chosen = top_candidates(run.trials(), top)
     if chosen.empty:
         raise UserError(f"{run.path} has no successful candidate to train")
-    data = load_data(cfg["data"], resolution=cfg["resolution"], train_subset=cfg["train_subset"], seed=cfg["seed"])
-    reward = Reward(cfg["reward"], cfg["latency_target_ms"], cfg.get("w"))
-    job = cfg | {"steps": None, "threads": None}
+    data = load_data(cfg.data, resolution=cfg.resolution, train_subset=cfg.train_subset, seed=cfg.seed)
+    reward = Reward(cfg.reward, cfg.latency_target_ms, cfg.w)
+    job = asdict(cfg) | {"steps": None, "threads": None}
     rows = []
     for rank, cand in enumerate(tqdm(chosen.to_dict("records"), desc="final training", unit="model",
                                      disable=not progress), start=1):
@@ -46,7 +46,7 @@ def train_top(run: RunDir, top: int, epochs: float, progress: bool = True) -> pd
             rows.append(json.loads(done.read_text()))
             continue
         arch = Arch.from_string(cand["arch"])
-        model = build_for_training(arch, data, seed=cfg["seed"])
+        model = build_for_training(arch, data, seed=cfg.seed)
         result = train(model, data, train_config(job, epochs=epochs))
         test_acc = evaluate(model, data.test)
         save_deployment(out, arch, model.state_dict())

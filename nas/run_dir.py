@@ -10,22 +10,64 @@
 
 Every file is written to a temporary name and moved into place, so a SIGKILL at any point
 leaves either the old or the new version. trials.csv is written before controller.pt; on
-resume, rows the controller has not seen are replayed into it.
+resume, rows the controller has not seen are replayed into it. NetAdapt reads its starting
+point here too (`load_winner`).
 """
 from __future__ import annotations
 
+import io
 import json
+import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
+from nas.run_config import RunConfig
 from search_spaces.atomic import atomic_path
 from search_spaces.errors import UserError
 from search_spaces.ir import Arch
 
 TRIAL_COLUMNS = ["trial", "key", "arch", "vector", "accuracy", "latency_ms", "macs", "params", "reward",
                  "status", "reason", "seconds", "images_per_s", "train_loss", "node"]
+
+
+STATUSES = ("ok", "failed")
+
+
+def load_tensors(path: str | Path, what: str):
+    """`torch.load(weights_only=True)`; a damaged file, or one holding Python objects other than
+    tensors (refused: unpickling them could run code), is one line naming the file."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"{what} not found: {path}") from None
+    except Exception as e:  # torch raises several types; its advice to drop weights_only is not for users
+        reason = re.search(r"WeightsUnpickler error: (.+?)(?:\n\n|$)", str(e), re.S)
+        detail = reason.group(1).strip() if reason else (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"cannot load {what} {path}: {detail}") from None
+
+
+def _is_json_list(text) -> bool:
+    try:
+        return isinstance(json.loads(text), list)
+    except (TypeError, ValueError):
+        return False
+
+
+def read_json(path: Path, what: str) -> dict:
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{what} not found: {path}") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise UserError(f"{what} {path} is not readable JSON ({e})") from None
+    if not isinstance(doc, dict):
+        raise UserError(f"{what} {path} must hold a JSON object")
+    return doc
 
 
 def write_text(path: str | Path, text: str) -> None:
@@ -56,37 +98,72 @@ def save_deployment(directory: Path, arch: Arch, state_dict: dict) -> None:
         torch.save(model.state_dict(), tmp)
 
 
+@dataclass
+class Winner:
+    arch: Arch          # deployment architecture (e.g. 224x224)
+    state: dict         # state_dict for build_model(arch) (trained on for_proxy(arch, resolution))
+    source: Path        # directory it was read from
+
+
 class RunDir:
     def __init__(self, path: str | Path):
-        self.path = Path(path)
+        # absolute: Ray runs trials in other working directories
+        self.path = Path(os.path.abspath(path))
 
     def __truediv__(self, name: str) -> Path:
         return self.path / name
 
     # ---- config --------------------------------------------------------------
-    def create(self, config: dict) -> None:
+    def check_new(self) -> None:
+        """A new search may go here: nothing, or a directory without a search."""
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"--out {self.path} is a file, not a directory")
         if (self / "config.json").exists():
             raise UserError(f"{self.path} already holds a search; continue it with --resume {self.path}")
-        self.path.mkdir(parents=True, exist_ok=True)
-        write_json(self / "config.json", config)
 
-    def config(self) -> dict:
+    def create(self, config: RunConfig) -> None:
+        self.check_new()
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.save_config(config)
+
+    def save_config(self, config: RunConfig) -> None:
+        write_text(self / "config.json", config.to_json())
+
+    def config(self, needed: tuple[str, ...] | None = None) -> RunConfig:
+        if not self.path.is_dir():
+            raise UserError(f"run directory not found: {self.path}")
         f = self / "config.json"
         if not f.is_file():
             raise UserError(f"{self.path} is not a search run directory (no config.json)")
-        try:
-            return json.loads(f.read_text())
-        except json.JSONDecodeError as e:
-            raise UserError(f"{f} is not valid JSON: {e}") from None
+        return RunConfig.from_json(f.read_text(), str(f), needed)
 
     # ---- trials and controller state ----------------------------------------
     def trials(self) -> pd.DataFrame:
+        """Finished trials. The writer replaces the file atomically, but the reader does not
+        trust it: a last line cut short (no final newline) is dropped, so that trial runs
+        again; damage anywhere else is one line naming the file."""
         f = self / "trials.csv"
         if not f.exists():
             return pd.DataFrame(columns=TRIAL_COLUMNS)
+        text = f.read_text()
+        text = text[:text.rfind("\n") + 1]  # to_csv ends every row with a newline
+        if not text:
+            return pd.DataFrame(columns=TRIAL_COLUMNS)
         # keys and node ids are hex: "1234e567" must not come back as a float
-        text = {c: str for c in ("key", "arch", "vector", "status", "reason", "node")}
-        return pd.read_csv(f, keep_default_na=False, na_values=[""], dtype=text).astype({"reason": str})
+        as_text = {c: str for c in ("key", "arch", "vector", "status", "reason", "node")}
+        try:
+            trials = pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""], dtype=as_text)
+        except (pd.errors.ParserError, ValueError) as e:
+            raise UserError(f"{f} is damaged ({str(e).strip()}); repair or delete it") from None
+        if list(trials.columns) != TRIAL_COLUMNS:
+            raise UserError(f"{f} is damaged: its header is not {','.join(TRIAL_COLUMNS)}")
+        bad = ~trials["status"].isin(STATUSES) | trials["key"].isna() | trials["arch"].isna() \
+            | (trials["trial"].to_numpy() != np.arange(len(trials))) | ~trials["vector"].map(_is_json_list).astype(bool)
+        ok = trials["status"] == "ok"
+        bad |= ok & trials[["accuracy", "latency_ms"]].isna().any(axis=1)
+        if bad.any():
+            raise UserError(f"{f} is damaged at line {bad.to_numpy().argmax() + 2}; repair or delete it")
+        return trials.astype({"reason": str})
 
     def record(self, trials: pd.DataFrame, controller_state: dict) -> None:
         """Persist all finished trials, then the controller state that has seen them."""
@@ -96,7 +173,13 @@ class RunDir:
 
     def controller_state(self) -> dict | None:
         f = self / "controller.pt"
-        return torch.load(f, weights_only=True) if f.exists() else None
+        if not f.exists():
+            return None
+        state = load_tensors(f, "controller state")
+        if not (isinstance(state, dict) and isinstance(state.get("n_trials"), int)
+                and isinstance(state.get("controller"), dict)):
+            raise UserError(f"{f} is not a controller state; delete it to rebuild the controller from trials.csv")
+        return state
 
     # ---- weights -------------------------------------------------------------
     def pending_weights(self, key: str) -> Path:
@@ -118,3 +201,25 @@ class RunDir:
         for f in (self / "pending").glob("*"):
             if f.name != f"{keep}.pt":
                 f.unlink()
+
+    # ---- the winner NetAdapt starts from --------------------------------------
+    def winner_dir(self) -> Path:
+        """The directory `final/winner.json` names when `nas train` has run, else `best/`."""
+        marker = self / "final" / "winner.json"
+        if not marker.is_file():
+            return self / "best"
+        name = read_json(marker, "winner marker").get("dir")
+        if not isinstance(name, str):
+            raise UserError(f"{marker} names no winner directory (expected a 'dir' field)")
+        return self / name
+
+    def load_winner(self) -> Winner:
+        src = self.winner_dir()
+        arch_path, model_path = src / "arch.json", src / "model.pt"
+        if not arch_path.is_file() or not model_path.is_file():
+            raise UserError(f"{src} needs arch.json and model.pt (has `nas search` finished?)")
+        arch = Arch.from_json(arch_path.read_text())
+        state = load_tensors(model_path, "weights")
+        if not (isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())):
+            raise UserError(f"{model_path} is not a state_dict (a mapping of parameter names to tensors)")
+        return Winner(arch, state, src)

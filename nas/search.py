@@ -30,12 +30,14 @@ from search_spaces.space import get_space
 class SearchSession:
     def __init__(self, run: RunDir, threads: int = 1, progress: bool = True):
         self.run, self.cfg = run, run.config()
-        self.space = get_space(self.cfg["space"])
-        self.reward = Reward(self.cfg["reward"], self.cfg["latency_target_ms"], self.cfg.get("w"))
-        self.controller = make_controller(self.cfg["controller"], self.space, seed=self.cfg["seed"],
+        self.space = get_space(self.cfg.space)
+        self.reward = Reward(self.cfg.reward, self.cfg.latency_target_ms, self.cfg.w)
+        self.controller = make_controller(self.cfg.controller, self.space, seed=self.cfg.seed,
                                           n_objectives=self.reward.n_objectives)
         self.trials = run.trials()
         state = run.controller_state()
+        if state is not None and state["n_trials"] > len(self.trials):
+            state = None  # it has seen a torn last row that trials.csv dropped: rebuild it from the rows
         if state is not None:
             self.controller.load_state_dict(state["controller"])
         # rows recorded after the last saved controller state: the controller has not seen them
@@ -43,11 +45,11 @@ class SearchSession:
             self.controller.tell(row.key, json.loads(row.vector), self.objectives(row.status, row.accuracy,
                                                                                   row.latency_ms))
         self.sync_best()
-        self.job = {k: self.cfg[k] for k in JOB_KEYS if k != "threads"} | {"threads": threads}
-        self.to_ask = max(0, self.cfg["trials"] - len(self.trials))
+        self.job = {k: getattr(self.cfg, k) for k in JOB_KEYS if k != "threads"} | {"threads": threads}
+        self.to_ask = max(0, self.cfg.trials - len(self.trials))
         self.pending: dict[str, list[int]] = {}
-        self.bar = tqdm(total=self.cfg["trials"], initial=len(self.trials), unit="trial", dynamic_ncols=True,
-                        desc=f"search {self.cfg['controller']}", disable=not progress)
+        self.bar = tqdm(total=self.cfg.trials, initial=len(self.trials), unit="trial", dynamic_ncols=True,
+                        desc=f"search {self.cfg.controller}", disable=not progress)
         self._show_best()
 
     def objectives(self, status: str, accuracy: float, latency_ms: float):
@@ -65,11 +67,12 @@ class SearchSession:
     def finish(self, key: str, result: dict | None) -> None:
         vector = self.pending.pop(key)
         if result is None:  # the worker itself died; evaluate_candidate catches everything else
-            arch = deployment_arch(self.cfg["space"], vector, self.cfg["num_classes"], self.cfg["deploy_resolution"])
+            arch = deployment_arch(self.cfg.space, vector, self.cfg.num_classes, self.cfg.deploy_resolution)
             result = {"arch": arch.to_string(), "status": "failed", "reason": "worker error (see Ray logs)"}
         row = {"trial": len(self.trials), "key": key, "vector": json.dumps(vector), **result}
-        row["reward"] = (self.reward.scalar(row["accuracy"], row["latency_ms"])
-                         if row["status"] == "ok" else math.nan)
+        row["reward"] = math.nan
+        if row["status"] == "ok":
+            self.score(row)
         previous_best = self.best_row()
         self.trials = pd.concat([self.trials, pd.DataFrame([row]).reindex(columns=self.trials.columns)],
                                 ignore_index=True)
@@ -82,9 +85,23 @@ class SearchSession:
         self.bar.update(1)
         self._show_best()
 
+    def score(self, row: dict) -> None:
+        """The row's reward; a score that is not a finite number fails the trial (the controller
+        and the best-trial lookup cannot use it) instead of the search."""
+        try:
+            reward = self.reward.scalar(row["accuracy"], row["latency_ms"])
+            reason = f"reward is {reward}"
+        except (ArithmeticError, ValueError) as e:
+            reward, reason = math.nan, f"reward not computable: {type(e).__name__}: {e}"
+        if math.isfinite(reward):
+            row["reward"] = reward
+        else:
+            row.update(status="failed", reason=reason)
+
     # ---- bookkeeping ---------------------------------------------------------
     def best_row(self) -> dict | None:
-        ok = self.trials[self.trials["status"] == "ok"]
+        finite = self.trials["reward"].astype(float).abs() < math.inf  # rows of older runs may hold NaN
+        ok = self.trials[(self.trials["status"] == "ok") & finite]
         return None if ok.empty else ok.loc[ok["reward"].astype(float).idxmax()].to_dict()
 
     def sync_best(self) -> None:
@@ -136,7 +153,7 @@ def run_search(run: RunDir, address: str | None = None, progress: bool = True) -
     from nas.search_report import write_reports
 
     cfg = run.config()
-    workers = cfg["workers"]
+    workers = cfg.workers
     with ray_session(address, os.cpu_count() or 1) as tmp:
         import ray
         from ray import tune

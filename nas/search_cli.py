@@ -4,10 +4,12 @@ from __future__ import annotations
 import datetime
 import importlib.metadata
 import platform
+from dataclasses import replace
 from pathlib import Path
 
 from nas.controllers import CONTROLLERS
 from nas.reward import EXPONENTS
+from nas.run_config import RunConfig, absolute_target, check_numbers
 from search_spaces.errors import UserError
 
 # sized so the default command (digits) finishes in under 10 minutes on 2 cores
@@ -33,7 +35,8 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
     p.add_argument("--lr", type=float, default=DEFAULTS["lr"])
     p.add_argument("--optimizer", default="sgd", choices=["sgd", "rmsprop"])
-    p.add_argument("--trials", type=int, default=DEFAULTS["trials"], help="candidates to evaluate")
+    p.add_argument("--trials", type=int, help=f"candidates to evaluate (default {DEFAULTS['trials']}; "
+                                              "with --resume: continue the search up to this many)")
     p.add_argument("--workers", type=int, default=1, help="trials at once (this machine's threads are split)")
     p.add_argument("--address", help="attach to an existing Ray cluster (e.g. HOST:6379)")
     p.add_argument("--seed", type=int, default=0)
@@ -60,44 +63,41 @@ def _versions() -> dict:
     return {"python": platform.python_version()} | {n: importlib.metadata.version(n) for n in names}
 
 
-def new_config(args) -> dict:
+def new_config(args) -> RunConfig:
     """Validate every argument (bad ones raise UserError before Ray starts) and build config.json."""
     from latency_tables import load_target
     from nas.controllers import make_controller
-    from nas.data import load_data
+    from nas.data import absolute_spec, data_sizes
     from nas.reward import Reward
     from search_spaces.references import reference
     from search_spaces.space import get_space
 
     if args.resolution is None:
         args.resolution = 16 if args.data == "digits" else 32
-    for name in ("trials", "workers", "resolution", "deploy_resolution", "batch_size", "steps"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-    if args.epochs <= 0:
-        raise UserError(f"--epochs must be positive, got {args.epochs}")
+    if args.trials is None:
+        args.trials = DEFAULTS["trials"]
+    check_numbers(vars(args) | {"latency_target_ms": args.latency_target})
     space = get_space(args.space)
     table = load_target(args.target)
-    target = args.target if args.target in ("pixel_cpu", "local_cpu") else str(Path(args.target).resolve())
-    data = load_data(args.data, resolution=args.resolution, train_subset=args.train_subset, seed=args.seed)
+    data = absolute_spec(args.data)
+    sizes = data_sizes(data, train_subset=args.train_subset, seed=args.seed)
     if args.latency_target is None:
-        ref = reference(space.reference).replace(num_classes=data.num_classes, resolution=args.deploy_resolution)
+        ref = reference(space.reference).replace(num_classes=sizes.num_classes, resolution=args.deploy_resolution)
         latency_target, source = table.query_total(ref), f"{space.reference} on {args.target}"
     else:
         latency_target, source = args.latency_target, "--latency-target"
     reward = Reward(args.reward, latency_target, args.w)
     make_controller(args.controller, space, seed=args.seed, n_objectives=reward.n_objectives)
-    return {"space": space.name, "reference": space.reference, "target": target, "controller": args.controller,
-            "reward": args.reward, "w": args.w, "exponents": list(reward.exponents()),
-            "latency_target_ms": latency_target, "latency_target_from": source,
-            "data": args.data, "num_classes": data.num_classes, "resolution": args.resolution,
-            "deploy_resolution": args.deploy_resolution, "train_subset": args.train_subset,
-            "train_images": len(data.train), "val_images": len(data.val), "seed": args.seed,
-            "epochs": args.epochs, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
-            "optimizer": args.optimizer, "trials": args.trials, "workers": args.workers,
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "versions": _versions(), "latency_table": table.metadata}
+    return RunConfig(
+        space=space.name, reference=space.reference, target=absolute_target(args.target),
+        controller=args.controller, reward=args.reward, w=args.w, exponents=list(reward.exponents()),
+        latency_target_ms=latency_target, latency_target_from=source, data=data,
+        num_classes=sizes.num_classes, resolution=args.resolution, deploy_resolution=args.deploy_resolution,
+        train_subset=args.train_subset, train_images=sizes.train_images, val_images=sizes.val_images,
+        seed=args.seed, epochs=args.epochs, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+        optimizer=args.optimizer, trials=args.trials, workers=args.workers,
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        versions=_versions(), latency_table=table.metadata)
 
 
 def search(args) -> int:
@@ -106,11 +106,19 @@ def search(args) -> int:
 
     if args.resume:
         run = RunDir(args.resume)
-        run.config()  # a directory that is not a run: one line, before Ray starts
+        config = run.config()  # a directory that is not a run: one line, before Ray starts
+        done = len(run.trials())  # so is a damaged trials.csv
+        run.controller_state()  # and a damaged controller state
+        if args.trials is not None and args.trials != config.trials:  # the user extends the search
+            if args.trials < done:
+                raise UserError(f"--trials {args.trials} is fewer than the {done} trials {run.path} has finished")
+            run.save_config(replace(config, trials=args.trials))
     else:
+        if args.out:
+            RunDir(args.out).check_new()
         config = new_config(args)
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        run = RunDir(args.out or Path("runs") / f"{config['space']}-{Path(config['target']).stem}-{stamp}")
+        run = RunDir(args.out or Path("runs") / f"{config.space}-{Path(config.target).stem}-{stamp}")
         run.create(config)
     trials = run_search(run, address=args.address, progress=not args.quiet)
     ok = (trials["status"] == "ok").sum()
@@ -125,11 +133,11 @@ def show(args) -> int:
 
     run = RunDir(args.run_dir)
     cfg = run.config()
+    trials = run.trials()
     summary = run / "summary.md"
     if summary.exists():
         print(summary.read_text())
-    trials = run.trials()
-    print(f"{len(trials)} of {cfg['trials']} trials finished; top {args.top} by reward:")
+    print(f"{len(trials)} of {cfg.trials} trials finished; top {args.top} by reward:")
     print(top_candidates(trials, args.top)[TOP_COLUMNS + ["arch"]].to_string(index=False))
     winner = run / "final" / "winner.json"
     if winner.exists():
@@ -142,7 +150,7 @@ def train(args) -> int:
     from nas.run_dir import RunDir
 
     run = RunDir(args.run_dir)
-    epochs = args.epochs if args.epochs is not None else 10 * run.config()["epochs"]
+    epochs = args.epochs if args.epochs is not None else 10 * run.config().epochs
     results = train_top(run, args.top, epochs, progress=not args.quiet)
     print(results[["rank", "trial", "test_accuracy", "latency_ms", "reward", "dir"]].to_string(index=False))
     print(f"winner: {run / 'final' / 'winner.json'}")

@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from nas.reward import pareto_front  # noqa: E402
+from nas.run_config import RunConfig  # noqa: E402
 from nas.run_dir import RunDir, write_csv, write_text  # noqa: E402
 from search_spaces.atomic import atomic_path  # noqa: E402
 
@@ -15,14 +16,14 @@ REFERENCES = ("mobilenet_v3_large", "mobilenet_v3_small", "mobilenet_v2", "mnasn
 TOP_COLUMNS = ["trial", "accuracy", "latency_ms", "reward", "macs", "params", "seconds"]
 
 
-def reference_latencies(cfg: dict) -> dict[str, float]:
+def reference_latencies(cfg: RunConfig) -> dict[str, float]:
     """Latency of each reference architecture on the run's target, as deployed by this run."""
     from nas.evaluation import cached_target
     from search_spaces.references import reference
 
-    table = cached_target(cfg["target"])
-    return {name: table.query_total(reference(name).replace(num_classes=cfg["num_classes"],
-                                                            resolution=cfg["deploy_resolution"]))
+    table = cached_target(cfg.target)
+    return {name: table.query_total(reference(name).replace(num_classes=cfg.num_classes,
+                                                            resolution=cfg.deploy_resolution))
             for name in REFERENCES}
 
 
@@ -64,25 +65,25 @@ def plot_pareto(trials: pd.DataFrame, front: pd.DataFrame, refs: dict, target_ms
     _save(fig, path)
 
 
-def summary_text(cfg: dict, trials: pd.DataFrame, front: pd.DataFrame, refs: dict, top: int = 5) -> str:
+def summary_text(cfg: RunConfig, trials: pd.DataFrame, front: pd.DataFrame, refs: dict, top: int = 5) -> str:
     ok = trials[trials["status"] == "ok"].sort_values("reward", ascending=False)
     failed = trials[trials["status"] != "ok"]
-    lines = [f"# Search {cfg['space']} on {cfg['target']}", "",
-             f"- controller `{cfg['controller']}`, reward `{cfg['reward']}` (w = {cfg.get('w') or 'default'}), "
-             f"latency target T = {cfg['latency_target_ms']:.2f} ms ({cfg['latency_target_from']})",
-             f"- data `{cfg['data']}` at {cfg['resolution']}x{cfg['resolution']} (deployment {cfg['deploy_resolution']}), "
-             f"train subset {cfg['train_subset'] or 'all'}, {cfg['epochs']} epoch(s) per candidate, seed {cfg['seed']}",
-             f"- trials: {len(trials)} of {cfg['trials']} ({len(failed)} failed), "
+    lines = [f"# Search {cfg.space} on {cfg.target}", "",
+             f"- controller `{cfg.controller}`, reward `{cfg.reward}` (w = {cfg.w or 'default'}), "
+             f"latency target T = {cfg.latency_target_ms:.2f} ms ({cfg.latency_target_from})",
+             f"- data `{cfg.data}` at {cfg.resolution}x{cfg.resolution} (deployment {cfg.deploy_resolution}), "
+             f"train subset {cfg.train_subset or 'all'}, {cfg.epochs} epoch(s) per candidate, seed {cfg.seed}",
+             f"- trials: {len(trials)} of {cfg.trials} ({len(failed)} failed), "
              f"{trials['seconds'].sum() / 60:.1f} min of candidate evaluation", ""]
     if ok.empty:
         return "\n".join(lines + ["No candidate finished successfully."]) + "\n"
     best = ok.iloc[0]
-    ref_ms = refs.get(cfg["reference"])
+    ref_ms = refs.get(cfg.reference)
     lines += ["## Best candidate", "",
               f"trial {best['trial']}: reward {best['reward']:.4f}, validation accuracy {best['accuracy']:.4f}, "
               f"latency {best['latency_ms']:.2f} ms, {best['macs'] / 1e6:.1f}M MACs, {best['params'] / 1e6:.2f}M params"]
     if ref_ms:
-        lines.append(f"(the space's reference {cfg['reference']} takes {ref_ms:.2f} ms on this target: "
+        lines.append(f"(the space's reference {cfg.reference} takes {ref_ms:.2f} ms on this target: "
                      f"the candidate is {ref_ms / best['latency_ms']:.2f}x its speed)")
     lines += ["", f"`{best['arch']}`", "", "Files: best/arch.json, best/model.pt, best/model.onnx.", "",
               f"## Top {min(top, len(ok))} by reward", "", markdown_table(ok[TOP_COLUMNS].head(top)), "",
@@ -101,5 +102,5 @@ def write_reports(run: RunDir, trials: pd.DataFrame) -> None:
     write_csv(run / "pareto.csv", front)
     if (trials["status"] == "ok").any():
         plot_reward(trials, run / "reward.png")
-        plot_pareto(trials, front, refs, cfg["latency_target_ms"], run / "pareto.png")
+        plot_pareto(trials, front, refs, cfg.latency_target_ms, run / "pareto.png")
     write_text(run / "summary.md", summary_text(cfg, trials, front, refs))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -47,25 +48,30 @@ def build_parser() -> argparse.ArgumentParser:
 def refine_command(args) -> int:
     import torch
 
+    from nas.data import absolute_spec
+    from nas.run_config import absolute_target
+    from nas.run_dir import RunDir
     from netadapt.outputs import write_outputs
-    from netadapt.refine import Refiner, settings_from_config
-    from netadapt.run_dir import read_config
+    from netadapt.refine import NEEDED_FROM_RUN, Refiner, settings_from_config
 
     if args.threads is not None:
         if args.threads < 1:
             raise UserError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    config = read_config(args.run_dir)
+    run = RunDir(args.run_dir)  # every path absolute from here on
+    config = run.config(needed=NEEDED_FROM_RUN)
     settings = settings_from_config(
-        config, target=args.target, data=args.data, train_subset=args.train_subset,
+        config, target=args.target and absolute_target(args.target),
+        data=args.data and absolute_spec(args.data), train_subset=args.train_subset,
         target_latency=args.target_latency, target_ratio=args.target_ratio, step_ratio=args.step_ratio,
         step_decay=args.step_decay, short_term_steps=args.short_term_steps,
         long_term_epochs=args.long_term_epochs, objective=args.objective, batch_size=args.batch_size,
         lr=args.lr)
-    out = args.out or args.run_dir / "netadapt"
-    state, model = Refiner(args.run_dir, settings, out, threads=args.threads,
-                           progress=not args.no_progress).run()
-    r = write_outputs(state, model, args.run_dir, out)
+    out = Path(os.path.abspath(args.out)) if args.out else run / "netadapt"
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a directory")
+    state, model = Refiner(run.path, settings, out, threads=args.threads, progress=not args.no_progress).run()
+    r = write_outputs(state, model, run.path, out)
     measured = ""
     if r["final_measured_ms"] is not None:
         measured = f" (measured here {r['start_measured_ms']:.2f} -> {r['final_measured_ms']:.2f} ms)"

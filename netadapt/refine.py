@@ -23,7 +23,8 @@ from tqdm import tqdm
 from nas.data import load_data
 from nas.training import TrainConfig, TrainingDiverged, evaluate, train
 from netadapt.proposals import proposals
-from netadapt.run_dir import load_winner, read_json
+from nas.run_config import Bound, RunConfig
+from nas.run_dir import RunDir, read_json
 from netadapt.surgery import trim
 from search_spaces.atomic import atomic_write
 from search_spaces.builder import Net
@@ -32,6 +33,8 @@ from search_spaces.ir import Arch
 from search_spaces.proxy import for_proxy
 
 OBJECTIVES = ("slope", "accuracy")
+#: what NetAdapt needs from the run's config.json (the rest of the training recipe has defaults)
+NEEDED_FROM_RUN = ("target", "data", "resolution")
 STATE_VERSION = 1
 
 
@@ -61,8 +64,9 @@ class Settings:
     def check(self) -> None:
         if self.objective not in OBJECTIVES:
             raise UserError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
-        if self.target_latency is not None and self.target_latency <= 0:
-            raise UserError(f"--target-latency must be positive, got {self.target_latency}")
+        Bound(positive=True).check("--target-latency", self.target_latency)
+        Bound(positive=True).check("--lr", self.lr)
+        Bound(1).check("--batch-size", self.batch_size)
         if not 0 < self.target_ratio < 1:
             raise UserError(f"--target-ratio must be in (0, 1), got {self.target_ratio}")
         if not 0 < self.step_ratio < 1:
@@ -71,6 +75,7 @@ class Settings:
             raise UserError(f"--step-decay must be in (0, 1], got {self.step_decay}")
         if self.short_term_steps < 0 or self.long_term_epochs < 0:
             raise UserError("--short-term-steps and --long-term-epochs must not be negative")
+        Bound(0).check("--long-term-epochs", self.long_term_epochs)
 
     def train_config(self, seed: int, threads: int | None, steps: int | None = None,
                      epochs: float = 1.0) -> TrainConfig:
@@ -79,11 +84,12 @@ class Settings:
                            label_smoothing=self.label_smoothing, flip=self.flip, seed=seed, threads=threads)
 
 
-def settings_from_config(config: dict, **overrides) -> Settings:
+def settings_from_config(config: RunConfig, **overrides) -> Settings:
     """Run-config values (data, target, proxy resolution, training recipe) under CLI overrides."""
     known = {f.name for f in fields(Settings)}
-    base = {k: v for k, v in config.items() if k in known and k not in ("lr", "target_latency")}
-    base.setdefault("flip", not str(config["data"]).startswith("digits"))  # digits: mirroring changes labels
+    base = {k: v for k, v in asdict(config).items()
+            if k in known and k not in ("lr", "target_latency") and v is not None}
+    base["flip"] = not config.data.startswith("digits")  # digits: mirroring changes labels
     base.update({k: v for k, v in overrides.items() if v is not None})
     s = Settings(**base)
     s.check()
@@ -168,12 +174,16 @@ class Refiner:
         return state, load_model(self.out / "state" / state["model"], self._proxy(arch))
 
     def _start(self) -> tuple[dict, Net]:
-        winner = load_winner(self.run_dir)
+        winner = RunDir(self.run_dir).load_winner()
         if winner.arch.num_classes != self.data.num_classes:
             raise UserError(f"winner has {winner.arch.num_classes} classes, data {self.s.data!r} has "
                             f"{self.data.num_classes}")
         model = Net(self._proxy(winner.arch))
-        model.load_state_dict(winner.state)
+        try:
+            model.load_state_dict(winner.state)
+        except RuntimeError as e:  # torch lists every mismatch over many lines
+            raise UserError(f"the weights in {winner.source / 'model.pt'} do not fit its arch.json: "
+                            f"{' '.join(str(e).split())[:300]}") from None
         start_ms = self.table.query_total(winner.arch)
         budget = self.s.target_latency if self.s.target_latency is not None else self.s.target_ratio * start_ms
         val = evaluate(model, self.data.val)

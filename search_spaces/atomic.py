@@ -3,7 +3,7 @@ sees half a file. Every package writes its files through here."""
 from __future__ import annotations
 
 import os
-import tempfile
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
@@ -11,13 +11,15 @@ from typing import Callable
 
 @contextmanager
 def atomic_path(path: str | Path):
-    """Yield a temporary path next to `path`; move it onto `path` only if the block succeeds."""
+    """Yield a temporary path next to `path`; move it onto `path` only if the block succeeds.
+    The file gets the mode the umask gives (tables and runs are shared between people and
+    nodes), not mkstemp's 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
-        yield Path(tmp)
+        yield tmp
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

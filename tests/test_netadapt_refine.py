@@ -157,11 +157,38 @@ def test_stops_with_a_message_when_nothing_can_be_trimmed(run_dir, tmp_path, cap
     (["--objective", "speed"], "invalid choice"),
     (["--target", "tpu_v9"], "unknown latency target"),
     (["--data", "mnist"], "unknown data"),
+    (["--target-latency", "nan"], "--target-latency must be a finite number"),
+    (["--target-latency", "inf"], "--target-latency must be a finite number"),
+    (["--lr", "0"], "--lr must be positive"),
+    (["--batch-size", "0"], "--batch-size must be at least 1"),
+    (["--long-term-epochs", "nan"], "--long-term-epochs must be a finite number"),
 ])
 def test_bad_input_is_one_line_and_status_2(run_dir, tmp_path, capsys, extra, message):
     code = main(["refine", str(run_dir), "--out", str(tmp_path / "x"), *extra])
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()  # refused before any work
+
+
+@pytest.mark.parametrize("weights, message", [
+    (torch.zeros(3), "is not a state_dict"),
+    ([torch.zeros(3)], "is not a state_dict"),
+    ({"other.weight": torch.zeros(3)}, "do not fit its arch.json"),
+    (b"garbage", "cannot load weights"),
+    (__import__("argparse").Namespace(), "cannot load weights"),  # refused: unpickling it could run code
+])
+def test_a_model_pt_of_another_kind_is_one_line(run_dir, tmp_path, capsys, weights, message):
+    run = tmp_path / "run"
+    (run / "best").mkdir(parents=True)
+    for name in ("config.json", "best/arch.json"):
+        (run / name).write_text((run_dir / name).read_text())
+    if isinstance(weights, bytes):
+        (run / "best/model.pt").write_bytes(weights)
+    else:
+        torch.save(weights, run / "best/model.pt")
+    assert main(["refine", str(run), *FAST]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "weights_only" not in err and len(err.splitlines()) == 1
 
 
 def test_missing_run_and_changed_settings_are_user_errors(run_dir, tmp_path, capsys):
@@ -191,17 +218,17 @@ def test_step_schedule_constant_decaying_and_capped_at_the_budget():
 
 
 def test_the_winner_retrained_by_nas_train_is_preferred(run_dir, tmp_path):
-    from netadapt.run_dir import load_winner
+    from nas.run_dir import RunDir
 
     run = tmp_path / "trained"
     run.mkdir()
     (run / "config.json").write_text((run_dir / "config.json").read_text())
-    assert load_winner(run_dir).source == run_dir / "best"
+    assert RunDir(run_dir).load_winner().source == run_dir / "best"
     retrained = resize(ARCH, next(u for u in units(ARCH) if u.name == "mid:b4"), 64)
     (run / "final" / "2").mkdir(parents=True)
     (run / "final" / "2" / "arch.json").write_text(retrained.to_json())
     torch.save(Net(retrained).state_dict(), run / "final" / "2" / "model.pt")
     (run / "final" / "winner.json").write_text(json.dumps({"rank": 2, "dir": "final/2"}))
-    w = load_winner(run)
+    w = RunDir(run).load_winner()
     assert w.source == run / "final" / "2" and w.arch == retrained
     assert w.state["blocks.4.expand.0.weight"].shape[0] == 64

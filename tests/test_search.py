@@ -135,3 +135,61 @@ def test_rows_the_controller_missed_are_replayed(finished_run, tmp_path):
     session = SearchSession(RunDir(run), progress=False)
     assert [v for v, _ in session.controller.population] == [v for v, _ in population]
     assert session.to_ask == 0
+
+
+def _last_row_start(text: str) -> int:
+    return text.rstrip("\n").rfind("\n") + 1
+
+
+@pytest.mark.parametrize("cut_after", ["|stem:", ',"['])  # inside the arch field, inside the quoted vector
+def test_a_torn_last_row_is_run_again(finished_run, tmp_path, capsys, cut_after):
+    run = shutil.copytree(finished_run, tmp_path / "copy")
+    text = (run / "trials.csv").read_text()
+    last = _last_row_start(text)
+    (run / "trials.csv").write_text(text[:text.index(cut_after, last) + len(cut_after) + 2])
+    assert main(["show", str(run)]) == 0
+    assert "3 of 4 trials finished" in capsys.readouterr().out
+    session = SearchSession(RunDir(run), progress=False)  # controller.pt has seen 4 rows: rebuilt from 3
+    assert len(session.trials) == 3 and session.to_ask == 1
+
+
+def test_damage_before_the_last_row_is_one_line_before_ray_starts(finished_run, tmp_path, capsys):
+    run = shutil.copytree(finished_run, tmp_path / "copy")
+    lines = (run / "trials.csv").read_text().splitlines(keepends=True)
+    lines[2] = lines[2].replace(",ok,", ",", 1)  # trial 1 lost a field
+    (run / "trials.csv").write_text("".join(lines))
+    for argv in (["search", "--resume", str(run)], ["show", str(run)], ["train", str(run)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert "trials.csv is damaged at line 3" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("content", ["header", "empty"])
+def test_show_and_train_on_a_run_without_rows(finished_run, tmp_path, capsys, content):
+    run = shutil.copytree(finished_run, tmp_path / "copy")
+    header = (run / "trials.csv").read_text().splitlines(keepends=True)[0]
+    (run / "trials.csv").write_text(header if content == "header" else "")
+    (run / "summary.md").unlink()
+    assert main(["show", str(run)]) == 0
+    assert "0 of 4 trials finished" in capsys.readouterr().out
+    assert main(["train", str(run), "--quiet"]) == 2
+    assert "has no successful candidate" in capsys.readouterr().err
+
+
+def test_a_damaged_controller_state_is_one_line(finished_run, tmp_path, capsys):
+    run = shutil.copytree(finished_run, tmp_path / "copy")
+    (run / "controller.pt").write_bytes(b"garbage" * 10)
+    assert main(["search", "--resume", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cannot load controller state" in err and len(err.splitlines()) == 1
+    torch.save({"n_trials": 4, "controller": __import__("argparse").Namespace()}, run / "controller.pt")
+    assert main(["search", "--resume", str(run)]) == 2  # refused: unpickling it could run code
+    err = capsys.readouterr().err.strip()
+    assert "cannot load controller state" in err and "weights_only" not in err and len(err.splitlines()) == 1
+
+
+def test_out_naming_an_existing_file(tmp_path, capsys):
+    (tmp_path / "f").write_text("mine")
+    assert main(["search", "--out", str(tmp_path / "f"), *TINY]) == 2
+    assert "is a file, not a directory" in capsys.readouterr().err
+    assert (tmp_path / "f").read_text() == "mine"

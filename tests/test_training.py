@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from nas.data import load_data
+from nas.data import data_sizes, load_data
 from nas.training import TrainConfig, TrainingDiverged, build_for_training, evaluate, train
 from search_spaces.errors import UserError
 from search_spaces.references import reference
@@ -52,6 +52,27 @@ def test_imagefolder(tmp_path):
     data = load_data(f"imagefolder:{tmp_path}", resolution=16)
     assert data.num_classes == 2 and len(data.train) + len(data.val) + len(data.test) == 20
     assert data.train.x.shape[1:] == (3, 16, 16)
+    sizes = data_sizes(f"imagefolder:{tmp_path}")  # what a search records, without decoding images
+    assert (sizes.num_classes, sizes.train_images, sizes.val_images) == (2, len(data.train), len(data.val))
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_corrupt_image_is_one_line(tmp_path, capsys, damage):
+    from PIL import Image
+
+    from nas.cli import main
+
+    for c in ("cat", "dog"):
+        (tmp_path / c).mkdir()
+        for i in range(3):
+            Image.new("RGB", (20, 20), (i, 0, 0)).save(tmp_path / c / f"{i}.png")
+    bad = tmp_path / "dog" / "1.png"
+    bad.write_bytes(b"not an image" if damage == "garbage" else bad.read_bytes()[:60])
+    with pytest.raises(UserError, match="cannot read image .*dog/1.png"):
+        load_data(f"imagefolder:{tmp_path}", resolution=16)
+    assert main(["search", "--data", f"imagefolder:{tmp_path}", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cannot read image" in err and len(err.splitlines()) == 1 and not (tmp_path / "run").exists()
 
 
 @pytest.mark.skipif(not (SHARED / "cifar10_train.npz").exists(), reason="shared CIFAR-10 arrays not present")
