@@ -154,13 +154,13 @@ class RunDir:
         try:
             trials = pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""], dtype=as_text)
         except (pd.errors.ParserError, ValueError) as e:
-            raise UserError(f"{f} is damaged ({str(e).strip()}); repair or delete it") from None
+            raise UserError(f"{f} is damaged ({' '.join(str(e).split())}); repair or delete it") from None
         if list(trials.columns) != TRIAL_COLUMNS:
             raise UserError(f"{f} is damaged: its header is not {','.join(TRIAL_COLUMNS)}")
-        bad = ~trials["status"].isin(STATUSES) | trials["key"].isna() | trials["arch"].isna() \
-            | (trials["trial"].to_numpy() != np.arange(len(trials))) | ~trials["vector"].map(_is_json_list).astype(bool)
-        ok = trials["status"] == "ok"
-        bad |= ok & trials[["accuracy", "latency_ms"]].isna().any(axis=1)
+        bad = (~trials["status"].isin(STATUSES) | trials[["key", "arch"]].isna().any(axis=1)
+               | (trials["trial"].to_numpy() != np.arange(len(trials)))
+               | ~trials["vector"].map(_is_json_list).astype(bool)
+               | (trials["status"] == "ok") & trials[["accuracy", "latency_ms"]].isna().any(axis=1))
         if bad.any():
             raise UserError(f"{f} is damaged at line {bad.to_numpy().argmax() + 2}; repair or delete it")
         return trials.astype({"reason": str})
