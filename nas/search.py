@@ -9,18 +9,15 @@ down and writes the reports.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
-import shutil
-import tempfile
-from contextlib import contextmanager
 
 import pandas as pd
 from tqdm import tqdm
 
 from nas.controllers import make_controller
 from nas.evaluation import JOB_KEYS, deployment_arch
+from nas.ray_session import ray_session
 from nas.reward import Reward
 from nas.run_dir import RunDir
 from search_spaces.ir import Arch
@@ -100,35 +97,6 @@ class SearchSession:
         if best is not None:
             self.bar.set_postfix_str(f"best reward {best['reward']:.4f} (acc {best['accuracy']:.3f}, "
                                      f"{best['latency_ms']:.1f} ms)")
-
-
-@contextmanager
-def ray_session(address: str | None, num_cpus: int):
-    """Start a local Ray (files under a short temp dir) or attach to `address`; always shut down."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if not address:
-        # a local search has no other nodes: keep every Ray socket on the loopback address
-        # (Ray reads this flag at import, hence before `import ray`)
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    import ray
-
-    tmp = tempfile.mkdtemp(prefix="nasray-", dir="/tmp")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter honours verbose=0: no banner
-    quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
-    try:
-        if address:
-            ray.init(address=address, **quiet)
-        else:
-            # Ray nices its workers to 15; here the trials are the command's main work, and niced
-            # they would starve behind any other process on a shared machine
-            os.environ.setdefault("RAY_worker_niceness", "0")
-            # OpenMP threads that spin while waiting run ~10x slower when other jobs share the cores
-            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-            ray.init(num_cpus=num_cpus, _temp_dir=tmp, include_dashboard=False, **quiet)
-        yield tmp
-    finally:
-        ray.shutdown()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def run_search(run: RunDir, address: str | None = None, progress: bool = True) -> pd.DataFrame:

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from nas.cli import main
+from nas.ray_session import ray_process_env
 
 TINY = ["--steps", "1", "--train-subset", "64", "--resolution", "16", "--batch-size", "32", "--quiet"]
 
@@ -16,6 +17,8 @@ def two_node_cluster(monkeypatch):
 
     tmp = tempfile.mkdtemp(prefix="nasclu-", dir="/tmp")  # Ray's socket paths must stay short
     monkeypatch.setenv("RAY_TMPDIR", tmp)  # all of Ray's files, the cluster address file included
+    for name, value in ray_process_env(local=True).items():  # what `nas search` gives its own Ray
+        monkeypatch.setenv(name, value)
     node = {"num_cpus": 1}
     cluster = Cluster(initialize_head=True, head_node_args=node | {"include_dashboard": False})
     try:
