@@ -20,6 +20,7 @@ from nas.evaluation import JOB_KEYS, deployment_arch
 from nas.ray_session import ray_session
 from nas.reward import Reward
 from nas.run_dir import RunDir
+from search_spaces.atomic import atomic_path
 from search_spaces.ir import Arch
 from search_spaces.space import get_space
 
@@ -43,6 +44,7 @@ class SearchSession:
         self.job = {k: self.cfg[k] for k in JOB_KEYS if k != "threads"} | {"threads": threads}
         self.to_ask = max(0, self.cfg["trials"] - len(self.trials))
         self.pending: dict[str, list[int]] = {}
+        self.weights: dict[str, bytes] = {}  # weights of finished trials, from their results
         self.bar = tqdm(total=self.cfg["trials"], initial=len(self.trials), unit="trial", dynamic_ncols=True,
                         desc=f"search {self.cfg['controller']}", disable=not progress)
         self._show_best()
@@ -57,7 +59,10 @@ class SearchSession:
         self.to_ask -= 1
         vector = self.controller.ask(key)
         self.pending[key] = vector
-        return {**self.job, "vector": vector, "key": key, "weights": str(self.run.pending_weights(key))}
+        return {**self.job, "vector": vector, "key": key}
+
+    def receive_weights(self, key: str, weights: bytes) -> None:
+        self.weights[key] = weights
 
     def finish(self, key: str, result: dict | None) -> None:
         vector = self.pending.pop(key)
@@ -67,15 +72,19 @@ class SearchSession:
         row = {"trial": len(self.trials), "key": key, "vector": json.dumps(vector), **result}
         row["reward"] = (self.reward.scalar(row["accuracy"], row["latency_ms"])
                          if row["status"] == "ok" else math.nan)
+        weights = self.weights.pop(key, None)
         previous_best = self.best_row()
+        new_best = row["status"] == "ok" and (previous_best is None or row["reward"] > previous_best["reward"])
+        if new_best:  # on disk before the trial is recorded: a kill in between still promotes it on resume
+            with atomic_path(self.run.pending_weights(key)) as tmp:
+                tmp.write_bytes(weights)
         self.trials = pd.concat([self.trials, pd.DataFrame([row]).reindex(columns=self.trials.columns)],
                                 ignore_index=True)
         self.controller.tell(key, vector, self.objectives(row["status"], row.get("accuracy"), row.get("latency_ms")))
         self.run.record(self.trials, self.controller.state_dict())
-        if row["status"] == "ok" and (previous_best is None or row["reward"] > previous_best["reward"]):
+        if new_best:
             self.run.promote(row, Arch.from_string(row["arch"]))
-        # other workers' files stay: their trials are still running
-        self.run.pending_weights(key).unlink(missing_ok=True)
+            self.run.pending_weights(key).unlink()
         self.bar.update(1)
         self._show_best()
 
@@ -110,7 +119,7 @@ def run_search(run: RunDir, address: str | None = None, progress: bool = True) -
         from ray import tune
 
         from nas.evaluation import trainable
-        from nas.tune_searcher import ControllerSearcher
+        from nas.tune_searcher import ControllerSearcher, TrialWeights
 
         cpus = int(ray.cluster_resources().get("CPU", 1))
         threads = max(1, cpus // workers)
@@ -120,7 +129,8 @@ def run_search(run: RunDir, address: str | None = None, progress: bool = True) -
                 tune.with_resources(trainable, {"cpu": threads}),
                 tune_config=tune.TuneConfig(search_alg=ControllerSearcher(session), num_samples=session.to_ask,
                                             max_concurrent_trials=workers, reuse_actors=True),
-                run_config=tune.RunConfig(storage_path=os.path.join(tmp, "tune"), name="search", verbose=0))
+                run_config=tune.RunConfig(storage_path=os.path.join(tmp, "tune"), name="search", verbose=0,
+                                          callbacks=[TrialWeights(session)]))
             tuner.fit()
         session.bar.close()
     write_reports(run, session.trials)
