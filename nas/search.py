@@ -114,7 +114,7 @@ def run_search(run: RunDir, address: str | None = None, progress: bool = True) -
 
     cfg = run.config()
     workers = cfg["workers"]
-    with ray_session(address, os.cpu_count() or 1) as tmp:
+    with ray_session(run, address, os.cpu_count() or 1) as tmp:
         import ray
         from ray import tune
 

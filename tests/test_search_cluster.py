@@ -61,4 +61,5 @@ def test_search_spreads_over_both_nodes_and_only_the_driver_writes(two_node_clus
     assert (run / "best" / "trial.json").read_text().count(best) == 1
     assert torch.load(run / "best" / "model.pt", weights_only=True)
     audit = tmp_path / "audit.log"
-    assert not audit.exists(), audit.read_text()  # no worker wrote under the user's directory, nor went off the loopback
+    # no worker wrote under the user's directory, nor reached beyond the loopback
+    assert not audit.exists(), audit.read_text()
