@@ -2,8 +2,9 @@
 
 Every Python process of the run (the command, Ray's dashboard, agents and workers) loads
 tests/process_audit/sitecustomize.py, which logs each connection or name lookup that leaves
-the loopback. Where strace is installed and may trace, it also watches the processes Ray runs
-that are not Python (GCS, raylet)."""
+the loopback and each socket bound to another address. Where strace is installed and may
+trace, it also watches the processes Ray runs that are not Python (GCS, raylet). The search
+gets none of Ray's or the proxy settings of the test session: it must set them itself."""
 import ipaddress
 import os
 import re
@@ -26,7 +27,7 @@ def strace(log: Path) -> list[str]:
         return []
     if subprocess.run(["strace", "-f", "-o", os.devnull, "true"], capture_output=True).returncode != 0:
         return []
-    return ["strace", "-f", "-qq", "-e", "trace=connect,sendto,sendmsg", "-e", "signal=none", "-o", str(log)]
+    return ["strace", "-f", "-qq", "-e", "trace=connect,bind,sendto,sendmsg", "-e", "signal=none", "-o", str(log)]
 
 
 def loopback(address: str) -> bool:
@@ -42,8 +43,8 @@ def non_loopback(strace_log: str) -> set[str]:
 @pytest.mark.timeout(500)
 def test_a_search_reaches_nothing_but_the_loopback(tmp_path):
     audit, trace = tmp_path / "audit.log", tmp_path / "strace.log"
-    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(TESTS / "process_audit"), str(TESTS.parent)]),
-                        "AUDIT_LOG": str(audit)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_") and not k.lower().endswith("_proxy")}
+    env |= {"PYTHONPATH": os.pathsep.join([str(TESTS / "process_audit"), str(TESTS.parent)]), "AUDIT_LOG": str(audit)}
     proc = subprocess.run([*strace(trace), sys.executable, "-m", "nas.cli", "search", "--out", str(tmp_path / "run"),
                            "--trials", "1", "--controller", "random", *TINY],
                           env=env, capture_output=True, text=True, timeout=450)

@@ -1,7 +1,8 @@
 """Loaded by every Python process started with this directory on PYTHONPATH (Ray's processes
 inherit it): an audit hook appends to $AUDIT_LOG each attempt to reach an address other than
-the loopback (connect, send, name lookup) and, if $AUDIT_WATCH_DIR is set, each file created,
-written or renamed under that directory. One line per event: pid, event, address or path, argv."""
+the loopback (connect, send, name lookup) or to listen on one (bind, the wildcard address
+included) and, if $AUDIT_WATCH_DIR is set, each file created, written or renamed under that
+directory. One line per event: pid, event, address or path, argv."""
 import ipaddress
 import os
 import sys
@@ -42,6 +43,9 @@ def _hook(event, args) -> None:
     if event in NET_EVENTS:
         if isinstance(args[-1], tuple) and not loopback(args[-1][0]):
             _log(event, args[-1])
+    elif event == "socket.bind":  # "" is every interface here
+        if isinstance(args[1], tuple) and (args[1][0] in ("", b"") or not loopback(args[1][0])):
+            _log(event, args[1])
     elif event in LOOKUP_EVENTS:
         if not loopback(args[0]):
             _log(event, args[0])
