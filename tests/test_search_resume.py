@@ -7,7 +7,6 @@ import sys
 import time
 
 import pandas as pd
-import pytest
 import torch
 
 from nas.ray_session import RaySessionRecord, leftover_processes
