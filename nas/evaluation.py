@@ -7,17 +7,16 @@ worker process: with `reuse_actors=True` a worker loads them once.
 """
 from __future__ import annotations
 
+import io
 import math
 import time
 from functools import lru_cache
-from pathlib import Path
 
 import torch
 
 from latency_tables import load_target
 from nas.data import load_data
 from nas.training import TrainConfig, build_for_training, train
-from search_spaces.atomic import atomic_write
 from search_spaces.counting import count
 from search_spaces.ir import Arch
 from search_spaces.space import get_space
@@ -49,13 +48,16 @@ def train_config(job: dict, epochs: float | None = None) -> TrainConfig:
                        seed=job["seed"], threads=job["threads"])
 
 
-def save_state_dict(model: torch.nn.Module, path: str | Path) -> None:
-    """Atomic: a reader never sees half a file."""
-    atomic_write(path, lambda tmp: torch.save(model.state_dict(), tmp))
+def state_dict_bytes(model: torch.nn.Module) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.getvalue()
 
 
 def evaluate_candidate(job: dict) -> dict:
-    """Measure and train `job["vector"]`; write its weights to `job["weights"]` if given."""
+    """Measure and train `job["vector"]`. A trained candidate's row carries its weights (`weights`,
+    a state_dict as `torch.save` writes it): the worker never writes into the run directory, which
+    may not even exist on its node."""
     start = time.perf_counter()
     data = cached_data(job["data"], job["resolution"], job["train_subset"], job["seed"])
     arch = deployment_arch(job["space"], job["vector"], data.num_classes, job["deploy_resolution"])
@@ -68,8 +70,7 @@ def evaluate_candidate(job: dict) -> dict:
         result = train(model, data, train_config(job))
         row.update(accuracy=result["val_acc"], train_loss=result["train_loss"],
                    images_per_s=result["images_per_s"])
-        if job.get("weights"):
-            save_state_dict(model, job["weights"])
+        row["weights"] = state_dict_bytes(model)
     except Exception as e:  # any failure of one candidate is a result, not a crash of the search
         row.update(status="failed", reason=f"{type(e).__name__}: {e}".splitlines()[0][:300])
     row["seconds"] = time.perf_counter() - start
@@ -77,7 +78,8 @@ def evaluate_candidate(job: dict) -> dict:
 
 
 def trainable(config: dict) -> None:
-    """Ray Tune function trainable: one report per candidate."""
+    """Ray Tune function trainable: one report per candidate; its weights travel with it (through
+    Ray's object store) to the driver, where `TrialWeights` takes them out."""
     import ray
     from ray import tune
 

@@ -9,20 +9,18 @@ down and writes the reports.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
-import shutil
-import tempfile
-from contextlib import contextmanager
 
 import pandas as pd
 from tqdm import tqdm
 
 from nas.controllers import make_controller
 from nas.evaluation import JOB_KEYS, deployment_arch
+from nas.ray_session import ray_session
 from nas.reward import Reward
 from nas.run_dir import RunDir
+from search_spaces.atomic import atomic_path
 from search_spaces.ir import Arch
 from search_spaces.space import get_space
 
@@ -48,6 +46,7 @@ class SearchSession:
         self.job = {k: getattr(self.cfg, k) for k in JOB_KEYS if k != "threads"} | {"threads": threads}
         self.to_ask = max(0, self.cfg.trials - len(self.trials))
         self.pending: dict[str, list[int]] = {}
+        self.weights: dict[str, bytes] = {}  # weights of finished trials, from their results
         self.bar = tqdm(total=self.cfg.trials, initial=len(self.trials), unit="trial", dynamic_ncols=True,
                         desc=f"search {self.cfg.controller}", disable=not progress)
         self._show_best()
@@ -62,7 +61,10 @@ class SearchSession:
         self.to_ask -= 1
         vector = self.controller.ask(key)
         self.pending[key] = vector
-        return {**self.job, "vector": vector, "key": key, "weights": str(self.run.pending_weights(key))}
+        return {**self.job, "vector": vector, "key": key}
+
+    def receive_weights(self, key: str, weights: bytes) -> None:
+        self.weights[key] = weights
 
     def finish(self, key: str, result: dict | None) -> None:
         vector = self.pending.pop(key)
@@ -73,15 +75,19 @@ class SearchSession:
         row["reward"] = math.nan
         if row["status"] == "ok":
             self.score(row)
+        weights = self.weights.pop(key, None)
         previous_best = self.best_row()
+        new_best = row["status"] == "ok" and (previous_best is None or row["reward"] > previous_best["reward"])
+        if new_best:  # on disk before the trial is recorded: a kill in between still promotes it on resume
+            with atomic_path(self.run.pending_weights(key)) as tmp:
+                tmp.write_bytes(weights)
         self.trials = pd.concat([self.trials, pd.DataFrame([row]).reindex(columns=self.trials.columns)],
                                 ignore_index=True)
         self.controller.tell(key, vector, self.objectives(row["status"], row.get("accuracy"), row.get("latency_ms")))
         self.run.record(self.trials, self.controller.state_dict())
-        if row["status"] == "ok" and (previous_best is None or row["reward"] > previous_best["reward"]):
+        if new_best:
             self.run.promote(row, Arch.from_string(row["arch"]))
-        # other workers' files stay: their trials are still running
-        self.run.pending_weights(key).unlink(missing_ok=True)
+            self.run.pending_weights(key).unlink()
         self.bar.update(1)
         self._show_best()
 
@@ -119,47 +125,18 @@ class SearchSession:
                                      f"{best['latency_ms']:.1f} ms)")
 
 
-@contextmanager
-def ray_session(address: str | None, num_cpus: int):
-    """Start a local Ray (files under a short temp dir) or attach to `address`; always shut down."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if not address:
-        # a local search has no other nodes: keep every Ray socket on the loopback address
-        # (Ray reads this flag at import, hence before `import ray`)
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    import ray
-
-    tmp = tempfile.mkdtemp(prefix="nasray-", dir="/tmp")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter honours verbose=0: no banner
-    quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
-    try:
-        if address:
-            ray.init(address=address, **quiet)
-        else:
-            # Ray nices its workers to 15; here the trials are the command's main work, and niced
-            # they would starve behind any other process on a shared machine
-            os.environ.setdefault("RAY_worker_niceness", "0")
-            # OpenMP threads that spin while waiting run ~10x slower when other jobs share the cores
-            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-            ray.init(num_cpus=num_cpus, _temp_dir=tmp, include_dashboard=False, **quiet)
-        yield tmp
-    finally:
-        ray.shutdown()
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def run_search(run: RunDir, address: str | None = None, progress: bool = True) -> pd.DataFrame:
     """Run (or continue) the search in `run`; returns the trials table."""
     from nas.search_report import write_reports
 
     cfg = run.config()
     workers = cfg.workers
-    with ray_session(address, os.cpu_count() or 1) as tmp:
+    with ray_session(run, address, os.cpu_count() or 1) as tmp:
         import ray
         from ray import tune
 
         from nas.evaluation import trainable
-        from nas.tune_searcher import ControllerSearcher
+        from nas.tune_searcher import ControllerSearcher, TrialWeights
 
         cpus = int(ray.cluster_resources().get("CPU", 1))
         threads = max(1, cpus // workers)
@@ -169,7 +146,8 @@ def run_search(run: RunDir, address: str | None = None, progress: bool = True) -
                 tune.with_resources(trainable, {"cpu": threads}),
                 tune_config=tune.TuneConfig(search_alg=ControllerSearcher(session), num_samples=session.to_ask,
                                             max_concurrent_trials=workers, reuse_actors=True),
-                run_config=tune.RunConfig(storage_path=os.path.join(tmp, "tune"), name="search", verbose=0))
+                run_config=tune.RunConfig(storage_path=os.path.join(tmp, "tune"), name="search", verbose=0,
+                                          callbacks=[TrialWeights(session)]))
             tuner.fit()
         session.bar.close()
     write_reports(run, session.trials)

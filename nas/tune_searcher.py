@@ -1,11 +1,12 @@
 """A controller plugged into Ray Tune as a `Searcher`: Tune schedules, the controller proposes.
 
-The searcher is a thin bridge to a `SearchSession` (nas/search.py), which owns the
-controller and records every finished trial in the run directory; Tune's own experiment
+The searcher and the weights callback are thin bridges to a `SearchSession` (nas/search.py),
+which owns the controller and records every finished trial in the run directory; Tune's own experiment
 checkpoints are not used for resume (the run directory is the source of truth).
 """
 from __future__ import annotations
 
+from ray.tune import Callback
 from ray.tune.search import Searcher
 
 
@@ -28,3 +29,16 @@ class ControllerSearcher(Searcher):
 
     def restore(self, checkpoint_path: str) -> None:
         pass
+
+
+class TrialWeights(Callback):
+    """Hands a trial's weights, which come with its result, to the session, and takes them out of
+    the result before Tune's loggers and experiment state see it (user callbacks run first)."""
+
+    def __init__(self, session):
+        self.session = session
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        weights = result.pop("weights", None)
+        if weights is not None:
+            self.session.receive_weights(trial.trial_id, weights)

@@ -1,17 +1,15 @@
 """Nothing lost: a search killed with SIGKILL resumes with no finished trial lost or run twice."""
-import glob
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
 
 import pandas as pd
-import pytest
 import torch
 
+from nas.ray_session import RaySessionRecord, leftover_processes
 from nas.run_dir import TRIAL_COLUMNS, RunDir
 
 
@@ -30,16 +28,7 @@ def rows(run) -> int:
         return 0
 
 
-@pytest.fixture
-def ray_dirs_removed():
-    """A SIGKILLed search cannot remove its Ray temp dir; the test does."""
-    before = set(glob.glob("/tmp/nasray-*"))
-    yield
-    for d in set(glob.glob("/tmp/nasray-*")) - before:
-        shutil.rmtree(d, ignore_errors=True)
-
-
-def test_sigkill_then_resume(tmp_path, ray_dirs_removed):
+def test_sigkill_then_resume(tmp_path):
     run = tmp_path / "run"
     proc = nas("search", "--out", str(run), "--trials", "6", "--workers", "2", "--controller", "rl", *TINY)
     try:
@@ -49,9 +38,9 @@ def test_sigkill_then_resume(tmp_path, ray_dirs_removed):
         assert proc.poll() is None, proc.communicate()[1][-2000:]
         assert rows(run) >= 2, "no trial finished in time"
     finally:
-        # the search and everything it started (Ray's processes share its process group)
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.kill(proc.pid, signal.SIGKILL)  # as `kill -9 PID` does: Ray's agents live on
         proc.wait()
+    left = RaySessionRecord.load(RunDir(run))  # what the killed search's Ray left on this machine
     before = RunDir(run).trials()
     assert len(before) < 6
 
@@ -72,6 +61,9 @@ def test_sigkill_then_resume(tmp_path, ray_dirs_removed):
     best = json.loads((run / "best/trial.json").read_text())
     assert best["reward"] == after["reward"].max()
     assert not list((run / "pending").glob("*"))
+    # the resumed search cleaned up after the killed one, and after itself
+    assert not leftover_processes(left.temp_dir) and not os.path.exists(left.temp_dir)
+    assert not (run / RaySessionRecord.FILE).exists()
 
 
 def test_hex_keys_and_nodes_read_back_as_text(tmp_path):
