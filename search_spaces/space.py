@@ -69,9 +69,6 @@ class SearchSpace:
                 "width": tuple(dict.fromkeys(make_divisible(st.base_width * m) for m in self.width_mults)),
                 "depth": tuple(sorted({max(1, st.base_depth + d) for d in self.depth_deltas}))}
 
-    def stage_decisions(self, s: int) -> list[Decision]:
-        return [Decision(f"s{s}.{name}", choices) for name, choices in self.stage_options(s).items()]
-
     def stage_choice(self, s: int, indices) -> StageChoice:
         """The values of stage `s` for one choice index per decision (`STAGE_DECISIONS` order)."""
         return StageChoice(*(choices[i] for choices, i in zip(self.stage_options(s).values(), indices)))
@@ -81,7 +78,8 @@ class SearchSpace:
         return s * len(STAGE_DECISIONS) + STAGE_DECISIONS.index(name)
 
     def decisions(self) -> list[Decision]:
-        return [d for s in range(len(self.stages)) for d in self.stage_decisions(s)]
+        return [Decision(f"s{s}.{name}", choices)
+                for s in range(len(self.stages)) for name, choices in self.stage_options(s).items()]
 
     def size(self) -> int:
         return math.prod(len(d.choices) for d in self.decisions())
