@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from nas.run_dir import write_csv, write_text
 from netadapt.refine import save_json, save_model
 from search_spaces.atomic import atomic_write
 from search_spaces.builder import Net
@@ -12,10 +13,6 @@ from search_spaces.ir import Arch
 from search_spaces.onnx_export import export_onnx
 
 SUMMARY_MARK = "- NetAdapt"
-
-
-def save_csv(path: Path, rows: list[dict]) -> None:
-    atomic_write(path, lambda p: pd.DataFrame(rows).to_csv(p, index=False))
 
 
 def plot(state: dict, path: Path) -> None:
@@ -70,16 +67,16 @@ def append_summary(run_dir: Path, line: str, out: Path) -> None:
     lines = path.read_text().splitlines() if path.is_file() else []
     lines = [ln for ln in lines if not (ln.startswith(SUMMARY_MARK) and f"(`{out}`)" in ln)]
     text = "\n".join(lines + [line]) + "\n"
-    atomic_write(path, lambda p: p.write_text(text))
+    write_text(path, text)
 
 
 def write_outputs(state: dict, model: Net, run_dir: Path, out: Path) -> dict:
     """history.csv, proposals.csv, arch.json, model.pt, model.onnx, the plot, result.json and the
     run's summary line; the network is saved as its deployment architecture."""
     arch = Arch.from_dict(state["arch"])
-    save_csv(out / "history.csv", state["history"])
-    save_csv(out / "proposals.csv", state["proposals"])
-    atomic_write(out / "arch.json", lambda p: p.write_text(arch.to_json()))
+    write_csv(out / "history.csv", pd.DataFrame(state["history"]))
+    write_csv(out / "proposals.csv", pd.DataFrame(state["proposals"]))
+    write_text(out / "arch.json", arch.to_json())
     deploy = Net(arch)
     deploy.load_state_dict(model.state_dict())  # proxy and deployment nets share parameter shapes
     save_model(out / "model.pt", deploy)

@@ -24,7 +24,7 @@ from nas.data import load_data
 from nas.training import TrainConfig, TrainingDiverged, evaluate, train
 from netadapt.proposals import proposals
 from nas.run_config import Bound, RunConfig
-from nas.run_dir import RunDir, read_json
+from nas.run_dir import RunDir, read_json, write_text
 from netadapt.surgery import trim
 from search_spaces.atomic import atomic_write
 from search_spaces.builder import Net
@@ -104,7 +104,7 @@ def iteration_goal(s: Settings, start_ms: float, done: int, current_ms: float, b
 
 # ---- files ------------------------------------------------------------------------
 def save_json(path: Path, doc: dict) -> None:
-    atomic_write(path, lambda p: p.write_text(json.dumps(doc, indent=2)))
+    write_text(path, json.dumps(doc, indent=2))
 
 
 def save_model(path: Path, model: torch.nn.Module) -> None:

@@ -1,5 +1,6 @@
 """`netadapt refine` on a tiny run directory built here: goals met per the table, budget met,
 ONNX equal to PyTorch, SIGKILL and resume without redoing an iteration, bad input."""
+import argparse
 import json
 import os
 import signal
@@ -175,7 +176,7 @@ def test_bad_input_is_one_line_and_status_2(run_dir, tmp_path, capsys, extra, me
     ([torch.zeros(3)], "is not a state_dict"),
     ({"other.weight": torch.zeros(3)}, "do not fit its arch.json"),
     (b"garbage", "cannot load weights"),
-    (__import__("argparse").Namespace(), "cannot load weights"),  # refused: unpickling it could run code
+    (argparse.Namespace(), "cannot load weights"),  # refused: unpickling it could run code
 ])
 def test_a_model_pt_of_another_kind_is_one_line(run_dir, tmp_path, capsys, weights, message):
     run = tmp_path / "run"

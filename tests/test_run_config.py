@@ -2,6 +2,7 @@
 as it was written, and documents of another shape refused in one line."""
 import json
 
+import pandas as pd
 import pytest
 
 from nas.cli import build_parser, main
@@ -102,3 +103,14 @@ def test_nas_train_refuses_bad_epochs(tmp_path, capsys, epochs, message):
     run.create(new_config(args("--train-subset", "64")))
     assert main(["train", str(run.path), "--epochs", epochs]) == 2
     one_line_error(capsys, f"--epochs must be {'a ' if message == 'finite' else ''}{message}")
+
+
+def test_resume_cannot_shrink_a_search_below_its_finished_trials(tmp_path, capsys):
+    run = RunDir(tmp_path / "run")
+    run.create(new_config(args("--trials", "3", "--controller", "random")))
+    rows = [{"trial": i, "key": f"k{i}", "arch": "a", "vector": "[0]", "status": "failed", "reason": "x"}
+            for i in range(2)]
+    run.record(pd.DataFrame(rows).reindex(columns=run.trials().columns), {})
+    assert main(["search", "--resume", str(run.path), "--trials", "1"]) == 2
+    one_line_error(capsys, "--trials 1 is fewer than the 2 trials")
+    assert run.config().trials == 3

@@ -1,4 +1,5 @@
 """`nas search | show | train` end to end on tiny trials, the reward, failed candidates, bad inputs."""
+import argparse
 import json
 import math
 import shutil
@@ -182,7 +183,7 @@ def test_a_damaged_controller_state_is_one_line(finished_run, tmp_path, capsys):
     assert main(["search", "--resume", str(run)]) == 2
     err = capsys.readouterr().err.strip()
     assert "cannot load controller state" in err and len(err.splitlines()) == 1
-    torch.save({"n_trials": 4, "controller": __import__("argparse").Namespace()}, run / "controller.pt")
+    torch.save({"n_trials": 4, "controller": argparse.Namespace()}, run / "controller.pt")
     assert main(["search", "--resume", str(run)]) == 2  # refused: unpickling it could run code
     err = capsys.readouterr().err.strip()
     assert "cannot load controller state" in err and "weights_only" not in err and len(err.splitlines()) == 1

@@ -68,7 +68,8 @@ def test_sigkill_then_resume(tmp_path):
 
 def test_hex_keys_and_nodes_read_back_as_text(tmp_path):
     run = RunDir(tmp_path)
-    rows = pd.DataFrame([{c: None for c in TRIAL_COLUMNS} | {"trial": i, "key": k, "node": n, "status": "ok"}
+    rows = pd.DataFrame([{c: None for c in TRIAL_COLUMNS}
+                         | {"trial": i, "key": k, "node": n, "arch": "a", "vector": "[0]", "status": "failed"}
                          for i, (k, n) in enumerate([("1234e567", "00000012"), ("00000001", "5e000000")])])
     run.record(rows, {})
     back = run.trials()
