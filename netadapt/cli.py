@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from nas.cli import _Parser, run
+from nas.device import add_device_argument
 from netadapt.refine import OBJECTIVES
 from search_spaces.errors import UserError
 
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, metavar="N", help="fine-tuning batch size (default: the run's, else 128)")
     p.add_argument("--lr", type=float, help="fine-tuning learning rate (default 0.01)")
     p.add_argument("--threads", type=int, metavar="N", help="torch threads (default: torch's)")
+    add_device_argument(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=refine_command)
     return parser
@@ -47,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 def refine_command(args) -> int:
     import torch
 
+    from nas.device import resolve_device
     from netadapt.outputs import write_outputs
     from netadapt.refine import Refiner, settings_from_config
     from netadapt.run_dir import read_config
@@ -55,6 +58,7 @@ def refine_command(args) -> int:
         if args.threads < 1:
             raise UserError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
     config = read_config(args.run_dir)
     settings = settings_from_config(
         config, target=args.target, data=args.data, train_subset=args.train_subset,
@@ -63,7 +67,7 @@ def refine_command(args) -> int:
         long_term_epochs=args.long_term_epochs, objective=args.objective, batch_size=args.batch_size,
         lr=args.lr)
     out = args.out or args.run_dir / "netadapt"
-    state, model = Refiner(args.run_dir, settings, out, threads=args.threads,
+    state, model = Refiner(args.run_dir, settings, out, threads=args.threads, device=device,
                            progress=not args.no_progress).run()
     r = write_outputs(state, model, args.run_dir, out)
     measured = ""

@@ -73,10 +73,11 @@ class Settings:
             raise UserError("--short-term-steps and --long-term-epochs must not be negative")
 
     def train_config(self, seed: int, threads: int | None, steps: int | None = None,
-                     epochs: float = 1.0) -> TrainConfig:
+                     epochs: float = 1.0, device: str = "cpu") -> TrainConfig:
         return TrainConfig(epochs=epochs, steps=steps, batch_size=self.batch_size, lr=self.lr,
                            optimizer=self.optimizer, weight_decay=self.weight_decay,
-                           label_smoothing=self.label_smoothing, flip=self.flip, seed=seed, threads=threads)
+                           label_smoothing=self.label_smoothing, flip=self.flip, seed=seed, threads=threads,
+                           device=device)
 
 
 def settings_from_config(config: dict, **overrides) -> Settings:
@@ -102,7 +103,7 @@ def save_json(path: Path, doc: dict) -> None:
 
 
 def save_model(path: Path, model: torch.nn.Module) -> None:
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}  # loads on any machine
     atomic_write(path, lambda p: torch.save(state, p))
 
 
@@ -130,15 +131,18 @@ class Refiner:
     """One refinement of a run directory's winner into `out`; `run()` resumes if `out` has state."""
 
     def __init__(self, run_dir: Path, settings: Settings, out: Path, threads: int | None = None,
-                 log=None, progress: bool = True):
+                 log=None, progress: bool = True, device: torch.device = torch.device("cpu")):
+        """`device` is not a setting: a run may resume on another device."""
         from latency_tables import load_target
 
         self.run_dir, self.s, self.out, self.threads = Path(run_dir), settings, Path(out), threads
+        self.device = device
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self.progress = progress
         self.state_path = self.out / "state" / "state.json"
         self.table = load_target(settings.target)
-        self.data = load_data(settings.data, settings.resolution, settings.train_subset, seed=settings.seed)
+        self.data = load_data(settings.data, settings.resolution, settings.train_subset,
+                              seed=settings.seed).to(device)  # on a GPU: copied there once
 
     # -- state --
     def _proxy(self, arch: Arch) -> Arch:
@@ -165,7 +169,7 @@ class Refiner:
             raise UserError(f"{self.out} holds a refinement with other settings ({what}); "
                             f"use the same settings to resume it, or another --out")
         arch = Arch.from_dict(state["arch"])
-        return state, load_model(self.out / "state" / state["model"], self._proxy(arch))
+        return state, load_model(self.out / "state" / state["model"], self._proxy(arch)).to(self.device)
 
     def _start(self) -> tuple[dict, Net]:
         winner = load_winner(self.run_dir)
@@ -174,6 +178,7 @@ class Refiner:
                             f"{self.data.num_classes}")
         model = Net(self._proxy(winner.arch))
         model.load_state_dict(winner.state)
+        model.to(self.device)
         start_ms = self.table.query_total(winner.arch)
         budget = self.s.target_latency if self.s.target_latency is not None else self.s.target_ratio * start_ms
         val = evaluate(model, self.data.val)
@@ -205,11 +210,12 @@ class Refiner:
         bar = tqdm(props, desc=f"iteration {k}: goal {goal:.3f} ms", unit="proposal",
                    disable=not self.progress, leave=False)
         for p in bar:
-            net = trim(model, p.unit, p.width)
+            net = trim(model, p.unit, p.width).to(self.device)
             before = evaluate(net, self.data.val)
             try:
                 after = train(net, self.data, self.s.train_config(self.s.seed + k, self.threads,
-                                                                   steps=self.s.short_term_steps))["val_acc"]
+                                                                   steps=self.s.short_term_steps,
+                                                                   device=str(self.device)))["val_acc"]
             except TrainingDiverged as e:
                 self.log(f"iteration {k}: {p.unit.name} diverged during fine-tuning ({e}); skipped")
                 continue
@@ -268,7 +274,8 @@ class Refiner:
         if self.s.long_term_epochs > 0:
             self.log(f"long-term fine-tuning for {self.s.long_term_epochs:g} epoch(s)")
             result = train(model, self.data, self.s.train_config(self.s.seed, self.threads,
-                                                                  epochs=self.s.long_term_epochs))
+                                                                  epochs=self.s.long_term_epochs,
+                                                                  device=str(self.device)))
             after = result["val_acc"]
         else:
             after = before

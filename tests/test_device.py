@@ -106,3 +106,49 @@ def test_cuda_training_learns_and_detects_divergence():
     assert r1["val_acc"] > max(0.3, before + 0.15) and r1["val_acc"] == evaluate(model, data.val)
     with pytest.raises(TrainingDiverged):
         train(build_for_training(TINY, data), data, TrainConfig(steps=5, batch_size=32, lr=1e30, device="cuda"))
+
+
+# ---- the flag on every command ---------------------------------------------------------
+TINY_SEARCH = ["--steps", "1", "--train-subset", "64", "--resolution", "16", "--batch-size", "32", "--quiet",
+               "--controller", "random"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["search", "--device", "tpu"], "unknown device"),
+    (["search", "--device", "cuda:1"], "Ray gives each trial its GPU"),
+    (["search", "--gpus-per-trial", "0.5", "--device", "cpu"], "drop one of them"),
+    (["search", "--gpus-per-trial", "1.5"], "fraction in [0, 1]"),
+    (["search", "--cpus-per-trial", "0"], "at least 1"),
+    *([(["search", "--device", "cuda"], "CUDA is not available")] if not CUDA else []),
+])
+def test_bad_device_flags_are_one_line_and_status_2(argv, message, capsys, tmp_path):
+    from nas.cli import main
+
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+@without_cuda
+def test_cuda_on_train_and_refine_without_cuda_is_one_line(capsys, tmp_path):
+    from nas.cli import main as nas_main
+    from netadapt.cli import main as netadapt_main
+
+    assert nas_main(["train", str(tmp_path), "--device", "cuda"]) == 2
+    assert netadapt_main(["refine", str(tmp_path), "--device", "cuda:0", "--no-progress"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and all("CUDA is not available" in line for line in lines)
+
+
+def test_search_with_device_cpu_records_it(tmp_path):
+    from nas.cli import main
+
+    run = tmp_path / "run"
+    assert main(["search", "--device", "cpu", "--trials", "1", "--cpus-per-trial", "1", "--out", str(run),
+                 *TINY_SEARCH]) == 0
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["device"] == "cpu" and cfg["gpus_per_trial"] is None and cfg["cpus_per_trial"] == 1
+    assert cfg["device_info"]["device"] == "cpu" and cfg["device_info"]["torch"] == torch.__version__
+    assert "- device `cpu`: cpu (" in (run / "summary.md").read_text()
+    assert (run / "trials.csv").read_text().count("\n") == 2 and ",ok," in (run / "trials.csv").read_text()
