@@ -151,8 +151,10 @@ def train(model: nn.Module, data: Data, cfg: TrainConfig, split: Split | None = 
                 seen += len(idx)
         if cfg.recalibrate_images:
             recalibrate_bn(model, split, gen, cfg.flip, images=cfg.recalibrate_images)
-        val_acc = evaluate(model, data.val)  # reads back a number: the GPU's work is done here
+        if cuda:
+            torch.cuda.synchronize(device)  # the clock stops when the GPU's queued work is done
         seconds = time.perf_counter() - start
+        val_acc = evaluate(model, data.val)
     return {"val_acc": val_acc, "train_loss": loss_sum.item() / max(1, step), "steps": step,
             "seconds": seconds, "images_per_s": seen / max(seconds, 1e-9)}
 
