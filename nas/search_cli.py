@@ -173,10 +173,9 @@ def show(args) -> int:
 
 
 def train(args) -> int:
+    from nas.device import resolve_device
     from nas.final_training import train_top
     from nas.run_dir import RunDir
-
-    from nas.device import resolve_device
 
     device = resolve_device(args.device)
     run = RunDir(args.run_dir)
