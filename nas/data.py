@@ -8,6 +8,7 @@ The validation split is carved from training data; the test split is kept for fi
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,12 @@ import torch.nn.functional as F
 from search_spaces.errors import UserError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+
+
+@lru_cache(maxsize=16)
+def _channel_stats(values: tuple[float, ...], device: torch.device) -> torch.Tensor:
+    """Made once per device: building it every step would copy to the GPU and wait for it each time."""
+    return torch.tensor(values, device=device).view(1, -1, 1, 1)
 
 
 @dataclass
@@ -31,8 +38,7 @@ class Split:
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 batch -> float batch (channels_last) with the training set's statistics."""
-        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
+        mean, std = _channel_stats(self.mean, x.device), _channel_stats(self.std, x.device)
         return ((x.float() / 255 - mean) / std).contiguous(memory_format=torch.channels_last)
 
     def to(self, device: torch.device | str) -> Split:
