@@ -21,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from nas.data import load_data
+from nas.device import describe, describe_line
 from nas.training import TrainConfig, TrainingDiverged, evaluate, train
 from netadapt.proposals import proposals
 from netadapt.run_dir import load_winner, read_json
@@ -251,6 +252,7 @@ class Refiner:
             self.log(f"resuming {self.out}: {state['iteration']} finished iteration(s), phase {state['phase']}")
         else:
             state, model = self._start()
+        state["device"] = describe_line(describe(self.device))  # this run's; a resumed run may use another
         while state["phase"] == "trim":
             if state["latency_ms"] <= state["budget_ms"] + 1e-9:
                 state.update(phase="long_term", stop="budget met")
