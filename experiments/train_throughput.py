@@ -38,6 +38,7 @@ from nas.device import add_device_argument, describe, describe_line, resolve_dev
 from nas.evaluation import cached_data, cached_target, evaluate_candidate  # noqa: E402
 from nas.search_report import markdown_table  # noqa: E402
 from nas.training import TrainConfig, build_for_training, train  # noqa: E402
+from search_spaces.errors import UserError  # noqa: E402
 from search_spaces.references import reference  # noqa: E402
 from search_spaces.space import get_space  # noqa: E402
 
@@ -126,7 +127,11 @@ def main(argv=None) -> None:
         return
     spec = f"cifar10:{a.data_dir}"
     load_before = os.getloadavg()[0]
-    chosen = resolve_device(a.device)
+    try:
+        chosen = resolve_device(a.device)
+    except UserError as e:
+        print(f"train_throughput: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     devices = [torch.device("cpu")] + ([chosen] if chosen.type == "cuda" else [])
     rows = []
 
