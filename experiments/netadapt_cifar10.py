@@ -26,6 +26,7 @@ import torch
 from latency_tables import load_target
 from latency_tables.measure import Budget, OnnxRuntimeRunner, summarize
 from nas.data import load_data
+from nas.device import add_device_argument, resolve_device
 from nas.training import TrainConfig, train
 from netadapt.cli import main as netadapt
 from netadapt.outputs import plot
@@ -53,7 +54,7 @@ def stand_in_run(work: Path, a) -> Path:
     torch.manual_seed(0)
     net = Net(for_proxy(arch, a.resolution))
     cfg = TrainConfig(epochs=a.pretrain_epochs, batch_size=a.batch_size, lr=0.02, optimizer="rmsprop",
-                      seed=0, threads=a.threads)
+                      seed=0, threads=a.threads, device=str(resolve_device(a.device)))
     print(f"stand-in winner: {a.space} sample seed {a.sample_seed}, training {a.pretrain_epochs:g} epoch(s) "
           f"on {len(data.train)} CIFAR-10 images at {a.resolution}x{a.resolution}")
     r = train(net, data, cfg)
@@ -65,7 +66,7 @@ def stand_in_run(work: Path, a) -> Path:
                                                       f"trained {a.pretrain_epochs:g} epochs, no search"}
     (run / "config.json").write_text(json.dumps(config, indent=2))
     (run / "best" / "arch.json").write_text(arch.to_json())
-    torch.save(net.state_dict(), run / "best" / "model.pt")
+    torch.save({k: v.cpu() for k, v in net.state_dict().items()}, run / "best" / "model.pt")
     return run
 
 
@@ -98,6 +99,7 @@ def main(argv=None) -> None:
     p.add_argument("--short-term-steps", type=int, default=5)
     p.add_argument("--long-term-epochs", type=float, default=1)
     p.add_argument("--threads", type=int, default=1)
+    add_device_argument(p)
     p.add_argument("--work", type=Path, default=HERE / "runs" / "netadapt_cifar10")
     a = p.parse_args(argv)
 
@@ -108,7 +110,7 @@ def main(argv=None) -> None:
     name = f"netadapt_cifar10_{a.target}{suffix}"
     code = netadapt(["refine", str(run), "--target", a.target, "--target-ratio", "0.8",
                      "--step-ratio", str(a.step_ratio), "--short-term-steps", str(a.short_term_steps),
-                     "--long-term-epochs", str(a.long_term_epochs), "--threads", str(a.threads), "--out", str(out)])
+                     "--long-term-epochs", str(a.long_term_epochs), "--threads", str(a.threads), "--device", a.device, "--out", str(out)])
     if code not in (0, 1):
         raise SystemExit(code)
 

@@ -8,6 +8,7 @@ Prints and saves experiments/results/search_benchmark.{csv,md,png} and each run'
 The machine's load average is recorded next to each figure: other jobs on these 2 cores slow trials down.
 
     python experiments/search_benchmark.py [--cifar-dir /work/shared/data] [--train-subset 2000] [--trials 6]
+                                           [--device auto|cpu|cuda]
 """
 from __future__ import annotations
 
@@ -59,14 +60,17 @@ def main() -> None:
     ap.add_argument("--train-subset", type=int, default=2000)
     ap.add_argument("--trials", type=int, default=6, help="CIFAR-10 candidates")
     ap.add_argument("--skip-default", action="store_true")
+    ap.add_argument("--device", default="auto", help="passed to `nas search --device` (auto, cpu or cuda)")
     args = ap.parse_args()
+    device = [] if args.device == "auto" else ["--device", args.device]  # auto: the default command as is
     RESULTS.mkdir(parents=True, exist_ok=True)
 
     runs = {}
     if not args.skip_default:
-        runs["default"] = timed_search("default", [])
+        runs["default"] = timed_search("default", device)
     runs["cifar10"] = timed_search("cifar10", ["--data", f"cifar10:{args.cifar_dir}", "--train-subset",
-                                               str(args.train_subset), "--trials", str(args.trials), "--epochs", "1"])
+                                               str(args.train_subset), "--trials", str(args.trials), "--epochs", "1",
+                                               *device])
     table = pd.DataFrame([row for row, _ in runs.values()])
     table.to_csv(RESULTS / "search_benchmark.csv", index=False)
     text = ("# `nas search` benchmark\n\nWall time includes Ray start-up and reports; candidate seconds are "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,12 @@ import torch.nn.functional as F
 from search_spaces.errors import UserError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+
+
+@lru_cache(maxsize=16)
+def _channel_stats(values: tuple[float, ...], device: torch.device) -> torch.Tensor:
+    """Made once per device: building it every step would copy to the GPU and wait for it each time."""
+    return torch.tensor(values, device=device).view(1, -1, 1, 1)
 
 
 @dataclass
@@ -33,9 +40,14 @@ class Split:
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 batch -> float batch (channels_last) with the training set's statistics."""
-        mean = torch.tensor(self.mean).view(1, -1, 1, 1)
-        std = torch.tensor(self.std).view(1, -1, 1, 1)
+        mean, std = _channel_stats(self.mean, x.device), _channel_stats(self.std, x.device)
         return ((x.float() / 255 - mean) / std).contiguous(memory_format=torch.channels_last)
+
+    def to(self, device: torch.device | str) -> Split:
+        """The split on `device`, still uint8 (a quarter of float32's memory); itself if already there."""
+        if self.x.device == torch.device(device):
+            return self
+        return replace(self, x=self.x.to(device), y=self.y.to(device))
 
 
 @dataclass
@@ -46,6 +58,9 @@ class Data:
     test: Split
     num_classes: int
     resolution: int
+
+    def to(self, device: torch.device | str) -> Data:
+        return replace(self, train=self.train.to(device), val=self.val.to(device), test=self.test.to(device))
 
 
 def _resize(x: np.ndarray, resolution: int) -> torch.Tensor:

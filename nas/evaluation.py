@@ -2,8 +2,9 @@
 
 `evaluate_candidate(job)` is plain Python (tests call it directly); `trainable` wraps it for Ray
 Tune. A candidate that raises or diverges comes back with status "failed" and the reason,
-so one bad architecture never stops a search. Data sets and latency tables are cached per
-worker process: with `reuse_actors=True` a worker loads them once.
+so one bad architecture never stops a search; one that runs out of GPU memory says so and
+gives the memory back. Data sets (on the training device, as uint8) and latency tables are
+cached per worker process: with `reuse_actors=True` a worker loads them once.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import torch
 
 from latency_tables import load_target
 from nas.data import load_data
+from nas.device import resolve_device
 from nas.training import TrainConfig, build_for_training, train
 from search_spaces.counting import count
 from search_spaces.ir import Arch
@@ -27,7 +29,9 @@ JOB_KEYS = ("space", "target", "data", "resolution", "deploy_resolution", "train
 
 
 @lru_cache(maxsize=2)
-def cached_data(spec: str, resolution: int, train_subset: int | None, seed: int):
+def cached_data(spec: str, resolution: int, train_subset: int | None, seed: int, device: str = "cpu"):
+    if device != "cpu":  # one copy per worker on its GPU, made from the cached CPU copy
+        return cached_data(spec, resolution, train_subset, seed).to(device)
     return load_data(spec, resolution=resolution, train_subset=train_subset, seed=seed)
 
 
@@ -42,16 +46,29 @@ def deployment_arch(space_name: str, vector, num_classes: int, deploy_resolution
 
 
 def train_config(job: dict, epochs: float | None = None) -> TrainConfig:
+    """`job["device"]` (default auto) is resolved here, in the process that trains."""
     return TrainConfig(epochs=epochs if epochs is not None else job["epochs"], steps=job.get("steps"),
                        batch_size=job["batch_size"], lr=job["lr"], optimizer=job["optimizer"],
                        flip=not job["data"].startswith("digits"),  # a mirrored digit is another symbol
-                       seed=job["seed"], threads=job["threads"])
+                       seed=job["seed"], threads=job["threads"],
+                       device=str(resolve_device(job.get("device", "auto"))))
+
+
+def cpu_state_dict(model: torch.nn.Module) -> dict:
+    """Weights as CPU tensors: a file written on a GPU machine loads anywhere."""
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 
 def state_dict_bytes(model: torch.nn.Module) -> bytes:
     buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
+    torch.save(cpu_state_dict(model), buffer)
     return buffer.getvalue()
+
+
+def failure_reason(e: BaseException) -> str:
+    """One line for trials.csv."""
+    prefix = "out of GPU memory: " if isinstance(e, torch.OutOfMemoryError) else ""
+    return f"{prefix}{type(e).__name__}: {e}".splitlines()[0][:300]
 
 
 def evaluate_candidate(job: dict) -> dict:
@@ -59,20 +76,29 @@ def evaluate_candidate(job: dict) -> dict:
     a state_dict as `torch.save` writes it): the worker never writes into the run directory, which
     may not even exist on its node."""
     start = time.perf_counter()
-    data = cached_data(job["data"], job["resolution"], job["train_subset"], job["seed"])
+    data_key = (job["data"], job["resolution"], job["train_subset"], job["seed"])
+    data = cached_data(*data_key)
     arch = deployment_arch(job["space"], job["vector"], data.num_classes, job["deploy_resolution"])
     sizes = count(arch)
     row = {"arch": arch.to_string(), "latency_ms": cached_target(job["target"]).query_total(arch),
            "macs": sizes["macs"], "params": sizes["params"], "accuracy": math.nan,
-           "train_loss": math.nan, "images_per_s": math.nan, "status": "ok", "reason": ""}
+           "train_loss": math.nan, "images_per_s": math.nan, "status": "ok", "reason": "", "device": ""}
+    model = None
     try:
+        cfg = train_config(job)  # a GPU asked for but absent on this node fails this trial only
+        row["device"] = cfg.device
         model = build_for_training(arch, data, seed=job["seed"])
-        result = train(model, data, train_config(job))
+        result = train(model, cached_data(*data_key, cfg.device), cfg)
         row.update(accuracy=result["val_acc"], train_loss=result["train_loss"],
                    images_per_s=result["images_per_s"])
         row["weights"] = state_dict_bytes(model)
     except Exception as e:  # any failure of one candidate is a result, not a crash of the search
-        row.update(status="failed", reason=f"{type(e).__name__}: {e}".splitlines()[0][:300])
+        row.update(status="failed", reason=failure_reason(e))
+    # the model, its optimizer and the exception's frames are gone now: give their memory back
+    # so that the worker's next candidate starts with the whole GPU
+    model = None
+    if row["device"].startswith("cuda"):
+        torch.cuda.empty_cache()
     row["seconds"] = time.perf_counter() - start
     return row
 

@@ -10,10 +10,12 @@ import json
 from dataclasses import asdict
 
 import pandas as pd
+import torch
 from tqdm import tqdm
 
 from nas.data import load_data
-from nas.evaluation import train_config
+from nas.device import describe, describe_line
+from nas.evaluation import cpu_state_dict, train_config
 from nas.reward import Reward
 from nas.run_config import Bound
 from nas.run_dir import RunDir, save_deployment, write_csv, write_json
@@ -27,16 +29,19 @@ def top_candidates(trials: pd.DataFrame, k: int) -> pd.DataFrame:
     return ok.drop_duplicates("arch").head(k)
 
 
-def train_top(run: RunDir, top: int, epochs: float, progress: bool = True) -> pd.DataFrame:
+def train_top(run: RunDir, top: int, epochs: float, device: torch.device = torch.device("cpu"),
+              progress: bool = True) -> pd.DataFrame:
     cfg = run.config()
     Bound(1).check("--top", top)
     Bound(positive=True).check("--epochs", epochs)
     chosen = top_candidates(run.trials(), top)
     if chosen.empty:
         raise UserError(f"{run.path} has no successful candidate to train")
-    data = load_data(cfg.data, resolution=cfg.resolution, train_subset=cfg.train_subset, seed=cfg.seed)
+    data = load_data(cfg.data, resolution=cfg.resolution, train_subset=cfg.train_subset,
+                     seed=cfg.seed).to(device)  # on a GPU: copied there once for all candidates
     reward = Reward(cfg.reward, cfg.latency_target_ms, cfg.w)
-    job = asdict(cfg) | {"steps": None, "threads": None}
+    job = asdict(cfg) | {"steps": None, "threads": None, "device": str(device)}
+    on = describe_line(describe(device))
     rows = []
     for rank, cand in enumerate(tqdm(chosen.to_dict("records"), desc="final training", unit="model",
                                      disable=not progress), start=1):
@@ -49,11 +54,12 @@ def train_top(run: RunDir, top: int, epochs: float, progress: bool = True) -> pd
         model = build_for_training(arch, data, seed=cfg.seed)
         result = train(model, data, train_config(job, epochs=epochs))
         test_acc = evaluate(model, data.test)
-        save_deployment(out, arch, model.state_dict())
+        save_deployment(out, arch, cpu_state_dict(model))
         row = {"rank": rank, "trial": int(cand["trial"]), "test_accuracy": test_acc, "val_accuracy": result["val_acc"],
                "search_accuracy": cand["accuracy"], "latency_ms": cand["latency_ms"], "macs": int(cand["macs"]),
                "params": int(cand["params"]), "reward": reward.scalar(test_acc, cand["latency_ms"]),
-               "epochs": epochs, "seconds": result["seconds"], "dir": f"final/{rank}", "arch": cand["arch"]}
+               "epochs": epochs, "seconds": result["seconds"], "device": on, "dir": f"final/{rank}",
+               "arch": cand["arch"]}
         write_json(done, row)
         rows.append(row)
     results = pd.DataFrame(rows)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 from search_spaces.errors import UserError
@@ -97,6 +97,11 @@ class RunConfig:
     created: str
     versions: dict
     latency_table: dict
+    # added after the first release: config.json files written before them lack the keys
+    device: str = "cpu"  # runs made before --device existed trained on the CPU
+    gpus_per_trial: float | None = None
+    cpus_per_trial: int | None = None
+    device_info: dict | None = None
 
     def __post_init__(self):
         check_numbers(asdict(self))
@@ -107,16 +112,17 @@ class RunConfig:
     @classmethod
     def from_json(cls, text: str, source: str, needed: tuple[str, ...] | None = None) -> RunConfig:
         """Read config.json; a document of another shape is one line naming the file. Keys outside
-        `needed` (default: all) may be absent and read as None: NetAdapt starts from run
-        directories that only say how their winner was trained."""
+        `needed` (default: all without a default) may be absent and read as None: NetAdapt starts
+        from run directories that only say how their winner was trained."""
         try:
             doc = json.loads(text)
         except json.JSONDecodeError as e:
             raise UserError(f"{source} is not valid JSON: {e}") from None
         if not isinstance(doc, dict):
             raise UserError(f"{source} must hold a JSON object, not {type(doc).__name__}")
-        names = [f.name for f in fields(cls)]
-        missing = [n for n in (names if needed is None else needed) if n not in doc]
+        required = [f.name for f in fields(cls) if f.default is MISSING]
+        optional = [f.name for f in fields(cls) if f.default is not MISSING]
+        missing = [n for n in (required if needed is None else needed) if n not in doc]
         if missing:
             raise UserError(f"{source} lacks {', '.join(missing)}")
-        return cls(**{n: doc.get(n) for n in names})
+        return cls(**{n: doc.get(n) for n in required}, **{n: doc[n] for n in optional if n in doc})

@@ -187,7 +187,8 @@ class RunDir:
 
     def promote(self, row: dict, arch: Arch) -> None:
         """Make a finished trial the best: its deployment arch, weights and ONNX go to best/."""
-        save_deployment(self / "best", arch, torch.load(self.pending_weights(row["key"]), weights_only=True))
+        save_deployment(self / "best", arch, torch.load(self.pending_weights(row["key"]), map_location="cpu",
+                                                             weights_only=True))
         # written last: best/ describes this trial only once everything else is in place
         write_json(self / "best" / "trial.json",
                    {k: row[k] for k in ("trial", "key", "accuracy", "latency_ms", "reward")})

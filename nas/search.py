@@ -19,6 +19,7 @@ from nas.controllers import make_controller
 from nas.evaluation import JOB_KEYS, deployment_arch
 from nas.ray_session import ray_session
 from nas.reward import Reward
+from nas.run_config import RunConfig
 from nas.run_dir import RunDir
 from search_spaces.atomic import atomic_path
 from search_spaces.ir import Arch
@@ -26,7 +27,7 @@ from search_spaces.space import get_space
 
 
 class SearchSession:
-    def __init__(self, run: RunDir, threads: int = 1, progress: bool = True):
+    def __init__(self, run: RunDir, threads: int = 1, progress: bool = True, device: str = "cpu"):
         self.run, self.cfg = run, run.config()
         self.space = get_space(self.cfg.space)
         self.reward = Reward(self.cfg.reward, self.cfg.latency_target_ms, self.cfg.w)
@@ -43,7 +44,7 @@ class SearchSession:
             self.controller.tell(row.key, json.loads(row.vector), self.objectives(row.status, row.accuracy,
                                                                                   row.latency_ms))
         self.sync_best()
-        self.job = {k: getattr(self.cfg, k) for k in JOB_KEYS if k != "threads"} | {"threads": threads}
+        self.job = {k: getattr(self.cfg, k) for k in JOB_KEYS if k != "threads"} | {"threads": threads, "device": device}
         self.to_ask = max(0, self.cfg.trials - len(self.trials))
         self.pending: dict[str, list[int]] = {}
         self.weights: dict[str, bytes] = {}  # weights of finished trials, from their results
@@ -125,6 +126,24 @@ class SearchSession:
                                      f"{best['latency_ms']:.1f} ms)")
 
 
+def trial_resources(cfg: RunConfig, cluster: dict) -> tuple[dict, str]:
+    """What each trial asks Ray for ({"cpu": threads, "gpu": fraction}) and the device it trains on.
+
+    Without --gpus-per-trial a trial takes a whole GPU when the cluster has one. A trial given
+    a GPU trains on the run's device spec (auto or cuda): Ray restricts CUDA_VISIBLE_DEVICES to
+    its GPU, and `auto` falls back to the CPU on a node whose torch sees no CUDA."""
+    from search_spaces.errors import UserError
+
+    cpus = cfg.cpus_per_trial or max(1, int(cluster.get("CPU", 1)) // cfg.workers)
+    device = cfg.device
+    gpus = cfg.gpus_per_trial
+    if gpus is None:
+        gpus = 1 if device != "cpu" and cluster.get("GPU", 0) >= 1 else 0
+        if device == "cuda" and not gpus:
+            raise UserError("--device cuda: the Ray cluster has no GPU")
+    return {"cpu": cpus, "gpu": gpus}, device if gpus else "cpu"
+
+
 def run_search(run: RunDir, address: str | None = None, progress: bool = True) -> pd.DataFrame:
     """Run (or continue) the search in `run`; returns the trials table."""
     from nas.search_report import write_reports
@@ -138,12 +157,11 @@ def run_search(run: RunDir, address: str | None = None, progress: bool = True) -
         from nas.evaluation import trainable
         from nas.tune_searcher import ControllerSearcher, TrialWeights
 
-        cpus = int(ray.cluster_resources().get("CPU", 1))
-        threads = max(1, cpus // workers)
-        session = SearchSession(run, threads=threads, progress=progress)
+        resources, device = trial_resources(cfg, ray.cluster_resources())
+        session = SearchSession(run, threads=resources["cpu"], progress=progress, device=device)
         if session.to_ask:
             tuner = tune.Tuner(
-                tune.with_resources(trainable, {"cpu": threads}),
+                tune.with_resources(trainable, resources),
                 tune_config=tune.TuneConfig(search_alg=ControllerSearcher(session), num_samples=session.to_ask,
                                             max_concurrent_trials=workers, reuse_actors=True),
                 run_config=tune.RunConfig(storage_path=os.path.join(tmp, "tune"), name="search", verbose=0,

@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from nas.controllers import CONTROLLERS
+from nas.device import add_device_argument
 from nas.reward import EXPONENTS
 from nas.run_config import RunConfig, absolute_target, check_numbers
 from search_spaces.errors import UserError
@@ -39,6 +40,13 @@ def register(sub) -> None:
                                               "with --resume: continue the search up to this many)")
     p.add_argument("--workers", type=int, default=1, help="trials at once (this machine's threads are split)")
     p.add_argument("--address", help="attach to an existing Ray cluster (e.g. HOST:6379)")
+    p.add_argument("--device", default="auto", metavar="DEVICE",
+                   help="auto (trials train on GPUs when there are any), cpu or cuda; Ray gives each trial its GPU")
+    p.add_argument("--gpus-per-trial", type=float, metavar="F",
+                   help="GPUs per trial, fractions allowed (0.25: four trials share a GPU; "
+                        "default 1 when the machine or cluster has a GPU, else 0)")
+    p.add_argument("--cpus-per-trial", type=int, metavar="N",
+                   help="CPUs (torch threads) per trial (default: the CPUs split between --workers)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="run directory (default runs/<space>-<target>-<timestamp>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed or finished search (its own settings)")
@@ -54,6 +62,7 @@ def register(sub) -> None:
     p.add_argument("run_dir")
     p.add_argument("--top", type=int, default=3)
     p.add_argument("--epochs", type=float, help="training epochs (default: 10x the search's)")
+    add_device_argument(p)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=train)
 
@@ -77,6 +86,7 @@ def new_config(args) -> RunConfig:
     if args.trials is None:
         args.trials = DEFAULTS["trials"]
     check_numbers(vars(args) | {"latency_target_ms": args.latency_target})
+    devices = search_devices(args)
     space = get_space(args.space)
     table = load_target(args.target)
     data = absolute_spec(args.data)
@@ -97,7 +107,32 @@ def new_config(args) -> RunConfig:
         seed=args.seed, epochs=args.epochs, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
         optimizer=args.optimizer, trials=args.trials, workers=args.workers,
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        versions=_versions(), latency_table=table.metadata)
+        versions=_versions(), latency_table=table.metadata, **devices)
+
+
+def search_devices(args) -> dict:
+    """--device, --gpus-per-trial and --cpus-per-trial checked, and the device described for config.json.
+
+    A trial trains on the GPU Ray assigns to it, so `cuda:N` has no meaning here. On a cluster
+    (`--address`) the GPUs are on other nodes: each trial checks its own."""
+    from nas.device import describe, resolve_device
+
+    device = args.device.strip().lower()
+    if device.startswith("cuda:"):
+        raise UserError(f"--device {args.device}: Ray gives each trial its GPU; use --device cuda "
+                        f"(CUDA_VISIBLE_DEVICES limits the GPUs Ray may use)")
+    here = resolve_device("auto" if args.address and device == "cuda" else device)
+    gpus = args.gpus_per_trial
+    if gpus is not None and (gpus < 0 or (gpus > 1 and not float(gpus).is_integer())):
+        raise UserError(f"--gpus-per-trial must be a fraction in [0, 1] or a whole number, got {gpus:g}")
+    if gpus and device == "cpu":
+        raise UserError(f"--gpus-per-trial {gpus:g} with --device cpu: drop one of them")
+    if gpus == 0 and device == "cuda":
+        raise UserError("--device cuda with --gpus-per-trial 0: a trial without a GPU cannot train on one")
+    if args.cpus_per_trial is not None and args.cpus_per_trial < 1:
+        raise UserError(f"--cpus-per-trial must be at least 1, got {args.cpus_per_trial}")
+    return {"device": device, "gpus_per_trial": gpus, "cpus_per_trial": args.cpus_per_trial,
+            "device_info": None if args.address else describe(here)}
 
 
 def search(args) -> int:
@@ -146,12 +181,14 @@ def show(args) -> int:
 
 
 def train(args) -> int:
+    from nas.device import resolve_device
     from nas.final_training import train_top
     from nas.run_dir import RunDir
 
+    device = resolve_device(args.device)
     run = RunDir(args.run_dir)
     epochs = args.epochs if args.epochs is not None else 10 * run.config().epochs
-    results = train_top(run, args.top, epochs, progress=not args.quiet)
+    results = train_top(run, args.top, epochs, device=device, progress=not args.quiet)
     print(results[["rank", "trial", "test_accuracy", "latency_ms", "reward", "dir"]].to_string(index=False))
     print(f"winner: {run / 'final' / 'winner.json'}")
     return 0

@@ -7,6 +7,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from nas.device import describe_line  # noqa: E402
 from nas.reward import pareto_front  # noqa: E402
 from nas.run_config import RunConfig  # noqa: E402
 from nas.run_dir import RunDir, write_csv, write_text  # noqa: E402
@@ -65,6 +66,16 @@ def plot_pareto(trials: pd.DataFrame, front: pd.DataFrame, refs: dict, target_ms
     _save(fig, path)
 
 
+def device_lines(cfg: RunConfig) -> list[str]:
+    if cfg.device_info is None and cfg.gpus_per_trial is None and cfg.device == "cpu":
+        return []  # a run made before --device existed: it trained on the CPU
+    info = cfg.device_info
+    where = describe_line(info) if info else "each trial's node (a Ray cluster)"
+    gpus = cfg.gpus_per_trial
+    return [f"- device `{cfg.device}`: {where}; GPUs per trial "
+            f"{'1 if there is a GPU, else 0 (default)' if gpus is None else f'{gpus:g}'}"]
+
+
 def summary_text(cfg: RunConfig, trials: pd.DataFrame, front: pd.DataFrame, refs: dict, top: int = 5) -> str:
     ok = trials[trials["status"] == "ok"].sort_values("reward", ascending=False)
     failed = trials[trials["status"] != "ok"]
@@ -74,7 +85,7 @@ def summary_text(cfg: RunConfig, trials: pd.DataFrame, front: pd.DataFrame, refs
              f"- data `{cfg.data}` at {cfg.resolution}x{cfg.resolution} (deployment {cfg.deploy_resolution}), "
              f"train subset {cfg.train_subset or 'all'}, {cfg.epochs} epoch(s) per candidate, seed {cfg.seed}",
              f"- trials: {len(trials)} of {cfg.trials} ({len(failed)} failed), "
-             f"{trials['seconds'].sum() / 60:.1f} min of candidate evaluation", ""]
+             f"{trials['seconds'].sum() / 60:.1f} min of candidate evaluation", *device_lines(cfg), ""]
     if ok.empty:
         return "\n".join(lines + ["No candidate finished successfully."]) + "\n"
     best = ok.iloc[0]

@@ -3,21 +3,31 @@
 SGD with Nesterov momentum (or RMSprop), cosine learning-rate schedule, weight decay on
 conv/linear weights only, label smoothing, random crop (reflect-free zero padding) and
 horizontal flip. channels_last memory format: about 3.5x faster on this CPU.
+
+On CUDA (`TrainConfig.device`) the same recipe runs with bf16 autocast (fp16 with a gradient
+scaler on GPUs without bf16), the split copied to the GPU as uint8 and augmented there, and
+the loss summed on the device: the host waits for the GPU only every `CUDA_SYNC_EVERY` steps,
+to check that the loss is still finite. On the CPU every step is checked, as before.
 """
 from __future__ import annotations
 
 import math
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
 from nas.data import Data, Split
+from nas.device import amp_dtype
 from search_spaces.builder import Net, build_model
 from search_spaces.ir import Arch
 from search_spaces.proxy import for_proxy
+
+
+#: on CUDA, steps between the host's checks that the loss is finite (each check waits for the GPU)
+CUDA_SYNC_EVERY = 50
 
 
 class TrainingDiverged(RuntimeError):
@@ -37,6 +47,7 @@ class TrainConfig:
     seed: int = 0
     threads: int | None = None
     recalibrate_images: int = 1024    # BN statistics re-estimated on this many images; 0 = off
+    device: str = "cpu"               # a resolved device (nas.device.resolve_device)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -53,20 +64,28 @@ def _threads(n: int | None):
         torch.set_num_threads(old)
 
 
+def _autocast(device: torch.device):
+    dtype = amp_dtype(device)
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+
+
 def _augment(x: torch.Tensor, gen: torch.Generator, flip: bool) -> torch.Tensor:
-    """Random crop with padding of 1/8 of the side, and random horizontal flip, per image."""
+    """Random crop with padding of 1/8 of the side, and random horizontal flip, per image.
+    Runs where `x` is; `gen` must be a generator of that device."""
     n, _, h, w = x.shape
+    dev = x.device
     pad = max(1, h // 8)
     padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
-    rows = (dy[:, None] + torch.arange(h)[None])[:, None, :, None].expand(n, x.shape[1], h, w + 2 * pad)
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=dev)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=dev)
+    rows = (dy[:, None] + torch.arange(h, device=dev)[None])[:, None, :, None].expand(n, x.shape[1], h, w + 2 * pad)
     out = padded.gather(2, rows)
-    cols = (dx[:, None] + torch.arange(w)[None])[:, None, None, :].expand(n, x.shape[1], h, w)
+    cols = (dx[:, None] + torch.arange(w, device=dev)[None])[:, None, None, :].expand(n, x.shape[1], h, w)
     out = out.gather(3, cols)
     if flip:
-        mask = torch.rand(n, generator=gen) < 0.5
-        out[mask] = out[mask].flip(3)
+        # torch.where, not boolean-mask indexing: the latter reads the mask's size back to the host
+        mask = torch.rand(n, generator=gen, device=dev) < 0.5
+        out = torch.where(mask[:, None, None, None], out.flip(3), out)
     return out
 
 
@@ -88,43 +107,63 @@ def build_for_training(arch: Arch, data: Data, seed: int = 0) -> Net:
 
 
 def train(model: nn.Module, data: Data, cfg: TrainConfig, split: Split | None = None) -> dict:
-    """Train in place on `split` (default: data.train); return val accuracy, loss and speed."""
-    split = split or data.train
+    """Train in place on `split` (default: data.train), moving `model` to `cfg.device`;
+    return val accuracy, loss and speed."""
+    device = torch.device(cfg.device)
+    split = (split or data.train).to(device)  # no copy when the data already lives there
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
     with _threads(cfg.threads):
         torch.manual_seed(cfg.seed)
-        gen = torch.Generator().manual_seed(cfg.seed)
-        model.to(memory_format=torch.channels_last).train()
+        gen = torch.Generator(device=device).manual_seed(cfg.seed)
+        model.to(device, memory_format=torch.channels_last).train()
         n = len(split)
         bs = min(cfg.batch_size, n)
         per_epoch = max(1, n // bs)
         total = cfg.steps if cfg.steps is not None else max(1, math.ceil(cfg.epochs * per_epoch))
         opt = _optimizer(model, cfg)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
+        scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype(device) == torch.float16)
         loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-        start, step, seen, loss_sum = time.perf_counter(), 0, 0, 0.0
+        check_every = CUDA_SYNC_EVERY if cuda else 1
+        # float64 sum of the float32 losses: the same number the CPU path's Python-float sum gave
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        start, step, seen = time.perf_counter(), 0, 0
         while step < total:
-            order = torch.randperm(n, generator=gen)
+            order = torch.randperm(n, generator=gen, device=device)
             for i in range(per_epoch):
                 if step >= total:
                     break
                 idx = order[i * bs:(i + 1) * bs]
                 x = split.normalize(_augment(split.x[idx], gen, cfg.flip))
-                loss = loss_fn(model(x), split.y[idx])
-                if not torch.isfinite(loss):
-                    raise TrainingDiverged(f"loss is {loss.item()} at step {step}")
+                with _autocast(device):
+                    loss = loss_fn(model(x), split.y[idx])
+                loss_sum += loss.detach()
+                if (step + 1) % check_every == 0 or step + 1 == total:
+                    _check_finite(loss_sum, loss, step, check_every)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
                 sched.step()
                 step += 1
                 seen += len(idx)
-                loss_sum += loss.item()
         if cfg.recalibrate_images:
             recalibrate_bn(model, split, gen, cfg.flip, images=cfg.recalibrate_images)
+        if cuda:
+            torch.cuda.synchronize(device)  # the clock stops when the GPU's queued work is done
         seconds = time.perf_counter() - start
         val_acc = evaluate(model, data.val)
-    return {"val_acc": val_acc, "train_loss": loss_sum / max(1, step), "steps": step,
+    return {"val_acc": val_acc, "train_loss": loss_sum.item() / max(1, step), "steps": step,
             "seconds": seconds, "images_per_s": seen / max(seconds, 1e-9)}
+
+
+def _check_finite(loss_sum: torch.Tensor, loss: torch.Tensor, step: int, every: int) -> None:
+    """A non-finite loss makes the running sum non-finite, so one check covers `every` steps."""
+    if not torch.isfinite(loss_sum):
+        where = f"at step {step}" if every == 1 else f"by step {step}"
+        raise TrainingDiverged(f"loss is {loss.item()} {where}")
 
 
 @torch.no_grad()
@@ -143,23 +182,28 @@ def recalibrate_bn(model: nn.Module, split: Split, gen: torch.Generator, flip: b
         bn.reset_running_stats()
         bn.momentum = None  # cumulative average over the batches below
     model.train()
-    order = torch.randperm(len(split), generator=gen)[:images]
+    device = split.x.device
+    order = torch.randperm(len(split), generator=gen, device=device)[:images]
     for i in range(0, len(order), batch_size):
         idx = order[i:i + batch_size]
         if len(idx) > 1:
-            model(split.normalize(_augment(split.x[idx], gen, flip)))
+            with _autocast(device):
+                model(split.normalize(_augment(split.x[idx], gen, flip)))
     for bn, m in zip(bns, saved):
         bn.momentum = m
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, split: Split, batch_size: int = 500) -> float:
-    """Top-1 accuracy of `model` on `split`, in [0, 1]."""
+    """Top-1 accuracy of `model` on `split`, in [0, 1], computed on the model's device."""
     was_training = model.training
     model.eval()
-    correct = 0
+    device = next(model.parameters()).device
+    split = split.to(device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
     for i in range(0, len(split), batch_size):
-        x = split.normalize(split.x[i:i + batch_size])
-        correct += (model(x).argmax(1) == split.y[i:i + batch_size]).sum().item()
+        with _autocast(device):
+            logits = model(split.normalize(split.x[i:i + batch_size]))
+        correct += (logits.argmax(1) == split.y[i:i + batch_size]).sum()
     model.train(was_training)
-    return correct / max(1, len(split))
+    return correct.item() / max(1, len(split))

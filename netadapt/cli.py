@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from nas.cli import _Parser, run
+from nas.device import add_device_argument
 from netadapt.refine import OBJECTIVES
 from search_spaces.errors import UserError
 
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, metavar="N", help="fine-tuning batch size (default: the run's, else 128)")
     p.add_argument("--lr", type=float, help="fine-tuning learning rate (default 0.01)")
     p.add_argument("--threads", type=int, metavar="N", help="torch threads (default: torch's)")
+    add_device_argument(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=refine_command)
     return parser
@@ -51,6 +53,7 @@ def refine_command(args) -> int:
     from nas.data import absolute_spec
     from nas.run_config import absolute_target
     from nas.run_dir import RunDir
+    from nas.device import resolve_device
     from netadapt.outputs import write_outputs
     from netadapt.refine import NEEDED_FROM_RUN, Refiner, settings_from_config
 
@@ -58,6 +61,7 @@ def refine_command(args) -> int:
         if args.threads < 1:
             raise UserError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
     run = RunDir(args.run_dir)  # every path absolute from here on
     config = run.config(needed=NEEDED_FROM_RUN)
     settings = settings_from_config(
@@ -70,7 +74,8 @@ def refine_command(args) -> int:
     out = Path(os.path.abspath(args.out)) if args.out else run / "netadapt"
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a directory")
-    state, model = Refiner(run.path, settings, out, threads=args.threads, progress=not args.no_progress).run()
+    state, model = Refiner(run.path, settings, out, threads=args.threads, device=device,
+                           progress=not args.no_progress).run()
     r = write_outputs(state, model, run.path, out)
     measured = ""
     if r["final_measured_ms"] is not None:

@@ -51,7 +51,7 @@ def result(state: dict, out: Path) -> dict:
             "start_measured_ms": h[0]["measured_ms"], "final_measured_ms": state["final_measured_ms"],
             "start_val_acc": h[0]["acc_after_ft"], "final_val_acc": state["final_val_acc"],
             "start_test_acc": state["start_test_acc"], "final_test_acc": state["final_test_acc"],
-            "arch": Arch.from_dict(state["arch"]).to_string()}
+            "device": state.get("device"), "arch": Arch.from_dict(state["arch"]).to_string()}
 
 
 def summary_line(r: dict) -> str:

@@ -21,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from nas.data import load_data
+from nas.device import describe, describe_line
 from nas.training import TrainConfig, TrainingDiverged, evaluate, train
 from netadapt.proposals import proposals
 from nas.run_config import Bound, RunConfig
@@ -78,10 +79,11 @@ class Settings:
         Bound(0).check("--long-term-epochs", self.long_term_epochs)
 
     def train_config(self, seed: int, threads: int | None, steps: int | None = None,
-                     epochs: float = 1.0) -> TrainConfig:
+                     epochs: float = 1.0, device: str = "cpu") -> TrainConfig:
         return TrainConfig(epochs=epochs, steps=steps, batch_size=self.batch_size, lr=self.lr,
                            optimizer=self.optimizer, weight_decay=self.weight_decay,
-                           label_smoothing=self.label_smoothing, flip=self.flip, seed=seed, threads=threads)
+                           label_smoothing=self.label_smoothing, flip=self.flip, seed=seed, threads=threads,
+                           device=device)
 
 
 def settings_from_config(config: RunConfig, **overrides) -> Settings:
@@ -108,7 +110,7 @@ def save_json(path: Path, doc: dict) -> None:
 
 
 def save_model(path: Path, model: torch.nn.Module) -> None:
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}  # loads on any machine
     atomic_write(path, lambda p: torch.save(state, p))
 
 
@@ -136,15 +138,18 @@ class Refiner:
     """One refinement of a run directory's winner into `out`; `run()` resumes if `out` has state."""
 
     def __init__(self, run_dir: Path, settings: Settings, out: Path, threads: int | None = None,
-                 log=None, progress: bool = True):
+                 log=None, progress: bool = True, device: torch.device = torch.device("cpu")):
+        """`device` is not a setting: a run may resume on another device."""
         from latency_tables import load_target
 
         self.run_dir, self.s, self.out, self.threads = Path(run_dir), settings, Path(out), threads
+        self.device = device
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self.progress = progress
         self.state_path = self.out / "state" / "state.json"
         self.table = load_target(settings.target)
-        self.data = load_data(settings.data, settings.resolution, settings.train_subset, seed=settings.seed)
+        self.data = load_data(settings.data, settings.resolution, settings.train_subset,
+                              seed=settings.seed).to(device)  # on a GPU: copied there once
 
     # -- state --
     def _proxy(self, arch: Arch) -> Arch:
@@ -171,7 +176,7 @@ class Refiner:
             raise UserError(f"{self.out} holds a refinement with other settings ({what}); "
                             f"use the same settings to resume it, or another --out")
         arch = Arch.from_dict(state["arch"])
-        return state, load_model(self.out / "state" / state["model"], self._proxy(arch))
+        return state, load_model(self.out / "state" / state["model"], self._proxy(arch)).to(self.device)
 
     def _start(self) -> tuple[dict, Net]:
         winner = RunDir(self.run_dir).load_winner()
@@ -184,6 +189,7 @@ class Refiner:
         except RuntimeError as e:  # torch lists every mismatch over many lines
             raise UserError(f"the weights in {winner.source / 'model.pt'} do not fit its arch.json: "
                             f"{' '.join(str(e).split())[:300]}") from None
+        model.to(self.device)
         start_ms = self.table.query_total(winner.arch)
         budget = self.s.target_latency if self.s.target_latency is not None else self.s.target_ratio * start_ms
         val = evaluate(model, self.data.val)
@@ -215,11 +221,12 @@ class Refiner:
         bar = tqdm(props, desc=f"iteration {k}: goal {goal:.3f} ms", unit="proposal",
                    disable=not self.progress, leave=False)
         for p in bar:
-            net = trim(model, p.unit, p.width)
+            net = trim(model, p.unit, p.width).to(self.device)
             before = evaluate(net, self.data.val)
             try:
                 after = train(net, self.data, self.s.train_config(self.s.seed + k, self.threads,
-                                                                   steps=self.s.short_term_steps))["val_acc"]
+                                                                   steps=self.s.short_term_steps,
+                                                                   device=str(self.device)))["val_acc"]
             except TrainingDiverged as e:
                 self.log(f"iteration {k}: {p.unit.name} diverged during fine-tuning ({e}); skipped")
                 continue
@@ -255,6 +262,7 @@ class Refiner:
             self.log(f"resuming {self.out}: {state['iteration']} finished iteration(s), phase {state['phase']}")
         else:
             state, model = self._start()
+        state["device"] = describe_line(describe(self.device))  # this run's; a resumed run may use another
         while state["phase"] == "trim":
             if state["latency_ms"] <= state["budget_ms"] + 1e-9:
                 state.update(phase="long_term", stop="budget met")
@@ -278,7 +286,8 @@ class Refiner:
         if self.s.long_term_epochs > 0:
             self.log(f"long-term fine-tuning for {self.s.long_term_epochs:g} epoch(s)")
             result = train(model, self.data, self.s.train_config(self.s.seed, self.threads,
-                                                                  epochs=self.s.long_term_epochs))
+                                                                  epochs=self.s.long_term_epochs,
+                                                                  device=str(self.device)))
             after = result["val_acc"]
         else:
             after = before

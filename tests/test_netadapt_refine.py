@@ -16,6 +16,7 @@ import torch
 
 from latency_tables import load_target
 from nas.data import load_data
+from nas.device import resolve_device
 from nas.training import TrainConfig, train
 from netadapt.cli import main
 from netadapt.proposals import proposals
@@ -75,6 +76,7 @@ def _check_finished(out: Path, table, objective: str) -> pd.DataFrame:
     assert table.query_total(final) == pytest.approx(h["predicted_ms"].iloc[-1])
     assert table.query_total(final) <= result["budget_ms"] and result["within_budget"]
     assert result["budget_ms"] == pytest.approx(0.85 * h["predicted_ms"].iloc[0])
+    assert result["device"].split()[0] == str(resolve_device("auto"))  # --device defaults to auto
 
     p = pd.read_csv(out / "proposals.csv")
     for k, group in p.groupby("iteration"):
