@@ -5,11 +5,13 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 
 from nas.cli import main
+from nas.ray_session import ray_process_env
 
 TINY = ["--steps", "1", "--train-subset", "64", "--resolution", "16", "--batch-size", "32", "--quiet",
         "--controller", "random"]
@@ -23,6 +25,8 @@ def gpu_cluster():
     tmp = tempfile.mkdtemp(prefix="nasgpu-", dir="/tmp")  # Ray's socket paths must stay short
     mp = pytest.MonkeyPatch()
     mp.setenv("RAY_TMPDIR", tmp)
+    for name, value in ray_process_env(local=True).items():  # what `nas search` gives its own Ray
+        mp.setenv(name, value)
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 8, "num_gpus": 1, "include_dashboard": False})
     try:
         cluster.wait_for_nodes()
@@ -61,7 +65,7 @@ def test_quarter_gpus_run_four_at_once_and_fall_back_to_the_cpu(gpu_cluster, tmp
 
     ray.init(address=gpu_cluster.address, log_to_driver=False)
     try:
-        cfg = {"workers": 8, "device": "auto", "gpus_per_trial": 0.25, "cpus_per_trial": 1}
+        cfg = SimpleNamespace(workers=8, device="auto", gpus_per_trial=0.25, cpus_per_trial=1)
         resources, device = trial_resources(cfg, ray.cluster_resources())
         assert resources == {"cpu": 1, "gpu": 0.25} and device == "auto"
         grid = tune.Tuner(tune.with_resources(probe, resources),
