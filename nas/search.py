@@ -73,10 +73,12 @@ class SearchSession:
             arch = deployment_arch(self.cfg.space, vector, self.cfg.num_classes, self.cfg.deploy_resolution)
             result = {"arch": arch.to_string(), "status": "failed", "reason": "worker error (see Ray logs)"}
         row = {"trial": len(self.trials), "key": key, "vector": json.dumps(vector), **result}
+        weights = self.weights.pop(key, None)
+        if row["status"] == "ok" and weights is None:  # e.g. a worker running other code: a failed trial
+            row.update(status="failed", reason="no weights came back from the worker")
         row["reward"] = math.nan
         if row["status"] == "ok":
             self.score(row)
-        weights = self.weights.pop(key, None)
         previous_best = self.best_row()
         new_best = row["status"] == "ok" and (previous_best is None or row["reward"] > previous_best["reward"])
         if new_best:  # on disk before the trial is recorded: a kill in between still promotes it on resume
