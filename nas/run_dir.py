@@ -3,7 +3,8 @@
     config.json         every argument, versions, the latency table's metadata
     trials.csv          one row per finished candidate (ok or failed), in finishing order
     controller.pt       the controller's state after the first `n_trials` rows (weights_only-loadable)
-    pending/<key>.pt    weights of finished candidates not yet promoted or discarded
+    pending/<key>.pt    weights of a new best trial, written by the command (workers send them through Ray)
+    ray.json            the running search's Ray temp dir and pid, for cleaning up after a kill -9
     best/               arch.json (deployment arch), model.pt (state_dict), model.onnx, trial.json
     pareto.csv, reward.png, pareto.png, summary.md   reports, rewritten at the end of a search
     final/              `nas train` results

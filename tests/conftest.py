@@ -8,7 +8,8 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 # One thread everywhere (this process, subprocesses, Ray workers): on a 2-core machine an
 # OpenMP team of 2 slows down 30x or more as soon as any other process wants a core.
 os.environ["OMP_NUM_THREADS"] = "1"
-# No usage reporting: it probes cloud metadata addresses, which are not on this machine.
+# No usage reporting. (Ray's dashboard still probes cloud metadata addresses with it off:
+# nas/ray_session.py's environment stops that, and tests/test_no_traffic.py checks it.)
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 
 import torch  # noqa: E402
