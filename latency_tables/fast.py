@@ -58,7 +58,7 @@ class SpacePredictor:
 
     @classmethod
     def for_table(cls, table, space) -> "SpacePredictor":
-        key = (id(table), len(table), space.name, str(table.network_term))
+        key = (id(table), len(table), space, str(table.network_term))  # the space itself: classes and resolution matter
         if key not in cls._cache:
             cls._cache.clear()
             cls._cache[key] = cls(table, space)

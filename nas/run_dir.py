@@ -1,7 +1,8 @@
 """A search's run directory: the single source of truth for a search and its resume.
 
     config.json         every argument, versions, the latency table's metadata
-    trials.csv          one row per finished candidate (ok or failed), in finishing order
+    trials.csv          one row per finished candidate (ok or failed), in finishing order, with the
+                        proposals rejected outside the latency window before it (rejected_before)
     controller.pt       the controller's state after the first `n_trials` rows (weights_only-loadable)
     pending/<key>.pt    weights of finished candidates not yet promoted or discarded
     best/               arch.json (deployment arch), model.pt (state_dict), model.onnx, trial.json
@@ -25,7 +26,7 @@ from search_spaces.errors import UserError
 from search_spaces.ir import Arch
 
 TRIAL_COLUMNS = ["trial", "key", "arch", "vector", "accuracy", "latency_ms", "macs", "params", "reward",
-                 "status", "reason", "seconds", "images_per_s", "train_loss", "node"]
+                 "status", "reason", "seconds", "images_per_s", "train_loss", "node", "rejected_before"]
 
 
 def write_text(path: str | Path, text: str) -> None:
@@ -86,7 +87,8 @@ class RunDir:
             return pd.DataFrame(columns=TRIAL_COLUMNS)
         # keys and node ids are hex: "1234e567" must not come back as a float
         text = {c: str for c in ("key", "arch", "vector", "status", "reason", "node")}
-        return pd.read_csv(f, keep_default_na=False, na_values=[""], dtype=text).astype({"reason": str})
+        trials = pd.read_csv(f, keep_default_na=False, na_values=[""], dtype=text).astype({"reason": str})
+        return trials.reindex(columns=TRIAL_COLUMNS)  # a run from an older version lacks newer columns
 
     def record(self, trials: pd.DataFrame, controller_state: dict) -> None:
         """Persist all finished trials, then the controller state that has seen them."""

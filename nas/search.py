@@ -20,7 +20,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from nas.controllers import make_controller
-from nas.evaluation import JOB_KEYS, deployment_arch
+from nas.evaluation import JOB_KEYS, cached_target, deployment_arch
+from nas.latency_window import LatencyWindow, Screen
 from nas.reward import Reward
 from nas.run_dir import RunDir
 from search_spaces.ir import Arch
@@ -43,31 +44,46 @@ class SearchSession:
             self.controller.tell(row.key, json.loads(row.vector), self.objectives(row.status, row.accuracy,
                                                                                   row.latency_ms))
         self.sync_best()
+        # runs from before the window existed trained whatever was proposed
+        window = LatencyWindow(*self.cfg.get("latency_window", (0.0, math.inf)), self.reward.target_ms)
+        self.screen = Screen(window, self.latency_ms)
+        self.stopped: str | None = None
         self.job = {k: self.cfg[k] for k in JOB_KEYS if k != "threads"} | {"threads": threads}
         self.to_ask = max(0, self.cfg["trials"] - len(self.trials))
-        self.pending: dict[str, list[int]] = {}
+        self.pending: dict[str, tuple[list[int], int]] = {}  # key -> (vector, proposals rejected before it)
         self.bar = tqdm(total=self.cfg["trials"], initial=len(self.trials), unit="trial", dynamic_ncols=True,
                         desc=f"search {self.cfg['controller']}", disable=not progress)
         self._show_best()
+
+    def latency_ms(self, vector) -> float:
+        """The same lookup a worker makes for the candidate's latency_ms."""
+        return cached_target(self.cfg["target"]).query_total(
+            deployment_arch(self.cfg["space"], vector, self.cfg["num_classes"], self.cfg["deploy_resolution"]))
 
     def objectives(self, status: str, accuracy: float, latency_ms: float):
         return self.reward.objectives(accuracy, latency_ms) if status == "ok" else None
 
     # ---- the Searcher side ----------------------------------------------------
     def ask(self, key: str) -> dict | None:
-        if self.to_ask == 0:
+        if self.to_ask == 0 or self.stopped:
+            return None
+        vector, rejected = self.screen.propose(self.controller, key)
+        if vector is None:
+            self.stopped = (f"search stopped: {self.cfg['controller']} made {rejected} proposals in a row "
+                            f"outside the latency window {self.screen.window.describe()}")
+            self.bar.write(self.stopped)
             return None
         self.to_ask -= 1
-        vector = self.controller.ask(key)
-        self.pending[key] = vector
+        self.pending[key] = vector, rejected
         return {**self.job, "vector": vector, "key": key, "weights": str(self.run.pending_weights(key))}
 
     def finish(self, key: str, result: dict | None) -> None:
-        vector = self.pending.pop(key)
+        vector, rejected = self.pending.pop(key)
         if result is None:  # the worker itself died; evaluate_candidate catches everything else
             arch = deployment_arch(self.cfg["space"], vector, self.cfg["num_classes"], self.cfg["deploy_resolution"])
             result = {"arch": arch.to_string(), "status": "failed", "reason": "worker error (see Ray logs)"}
-        row = {"trial": len(self.trials), "key": key, "vector": json.dumps(vector), **result}
+        row = {"trial": len(self.trials), "key": key, "vector": json.dumps(vector), "rejected_before": rejected,
+               **result}
         row["reward"] = (self.reward.scalar(row["accuracy"], row["latency_ms"])
                          if row["status"] == "ok" else math.nan)
         previous_best = self.best_row()

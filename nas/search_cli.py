@@ -23,6 +23,9 @@ def register(sub) -> None:
     p.add_argument("--w", type=float, help="latency exponent for both sides of T (overrides --reward's)")
     p.add_argument("--latency-target", type=float, metavar="MS",
                    help="T in ms (default: the target's latency of the space's reference)")
+    p.add_argument("--latency-window", metavar="LO,HI",
+                   help="train only candidates with latency in [LO*T, HI*T] (default: 0.85,1.0 for --reward hard, "
+                        "0.8,1.1 for soft, 0.5,1.1 for pareto); proposals outside it are rejected untrained")
     p.add_argument("--data", default="digits", help="digits, cifar10:DIR or imagefolder:DIR")
     p.add_argument("--train-subset", type=int, metavar="N", help="train on the first N training images")
     p.add_argument("--resolution", type=int,
@@ -65,6 +68,7 @@ def new_config(args) -> dict:
     from latency_tables import load_target
     from nas.controllers import make_controller
     from nas.data import load_data
+    from nas.latency_window import LatencyWindow
     from nas.reward import Reward
     from search_spaces.references import reference
     from search_spaces.space import get_space
@@ -87,10 +91,14 @@ def new_config(args) -> dict:
     else:
         latency_target, source = args.latency_target, "--latency-target"
     reward = Reward(args.reward, latency_target, args.w)
+    window = LatencyWindow.parse(args.latency_window, args.reward, latency_target)
+    share = window.reachable_share(space, table, data.num_classes, args.deploy_resolution, seed=args.seed)
     make_controller(args.controller, space, seed=args.seed, n_objectives=reward.n_objectives)
     return {"space": space.name, "reference": space.reference, "target": target, "controller": args.controller,
             "reward": args.reward, "w": args.w, "exponents": list(reward.exponents()),
             "latency_target_ms": latency_target, "latency_target_from": source,
+            "latency_window": [window.lo, window.hi], "latency_window_ms": list(window.bounds_ms),
+            "latency_window_share": share,
             "data": args.data, "num_classes": data.num_classes, "resolution": args.resolution,
             "deploy_resolution": args.deploy_resolution, "train_subset": args.train_subset,
             "train_images": len(data.train), "val_images": len(data.val), "seed": args.seed,

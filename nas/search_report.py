@@ -5,6 +5,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from nas.reward import pareto_front  # noqa: E402
@@ -64,6 +65,26 @@ def plot_pareto(trials: pd.DataFrame, front: pd.DataFrame, refs: dict, target_ms
     _save(fig, path)
 
 
+def in_window_shares(trials: pd.DataFrame, parts: int = 4) -> list[float]:
+    """Share of the controller's proposals that fell inside the latency window, per consecutive
+    part of the trials: how fast it learned to stay in budget."""
+    rejected = trials["rejected_before"].fillna(0).astype(float).to_numpy()
+    chunks = [c for c in np.array_split(rejected, min(parts, len(rejected))) if len(c)]
+    return [len(c) / (len(c) + c.sum()) for c in chunks]
+
+
+def window_lines(cfg: dict, trials: pd.DataFrame) -> list[str]:
+    if "latency_window" not in cfg:
+        return []
+    (lo, hi), (low_ms, high_ms) = cfg["latency_window"], cfg["latency_window_ms"]
+    rejected = int(trials["rejected_before"].fillna(0).sum())
+    shares = ", ".join(f"{s:.0%}" for s in in_window_shares(trials)) if len(trials) else "-"
+    return [f"- latency window [{lo:g}, {hi:g}] x T = [{low_ms:.2f}, {high_ms:.2f}] ms, holding "
+            f"{cfg['latency_window_share']:.1%} of random networks: only candidates inside it are trained",
+            f"- {rejected} proposals rejected outside the window (untrained); share of proposals inside it, "
+            f"by quarter of the trials: {shares}"]
+
+
 def summary_text(cfg: dict, trials: pd.DataFrame, front: pd.DataFrame, refs: dict, top: int = 5) -> str:
     ok = trials[trials["status"] == "ok"].sort_values("reward", ascending=False)
     failed = trials[trials["status"] != "ok"]
@@ -73,7 +94,7 @@ def summary_text(cfg: dict, trials: pd.DataFrame, front: pd.DataFrame, refs: dic
              f"- data `{cfg['data']}` at {cfg['resolution']}x{cfg['resolution']} (deployment {cfg['deploy_resolution']}), "
              f"train subset {cfg['train_subset'] or 'all'}, {cfg['epochs']} epoch(s) per candidate, seed {cfg['seed']}",
              f"- trials: {len(trials)} of {cfg['trials']} ({len(failed)} failed), "
-             f"{trials['seconds'].sum() / 60:.1f} min of candidate evaluation", ""]
+             f"{trials['seconds'].sum() / 60:.1f} min of candidate evaluation", *window_lines(cfg, trials), ""]
     if ok.empty:
         return "\n".join(lines + ["No candidate finished successfully."]) + "\n"
     best = ok.iloc[0]

@@ -90,6 +90,10 @@ def test_search_writes_the_run_directory(finished_run):
     assert len(trials) == 4 and trials["key"].is_unique and trials["trial"].tolist() == [0, 1, 2, 3]
     assert (trials["status"] == "ok").all() and trials["accuracy"].between(0, 1).all()
     assert (trials["latency_ms"] > 0).all() and (trials["macs"] > 0).all()
+    low, high = cfg["latency_window_ms"]  # the default window of the soft reward: every trained trial inside
+    assert cfg["latency_window"] == [0.8, 1.1] and trials["latency_ms"].between(low, high).all()
+    assert (trials["rejected_before"] >= 0).all() and "proposals rejected outside the window" in \
+        (run / "summary.md").read_text()
     for name in ("pareto.csv", "reward.png", "pareto.png", "summary.md", "best/arch.json"):
         assert (run / name).stat().st_size > 0
     assert not list((run / "pending").glob("*"))  # candidates' weights are cleaned up
