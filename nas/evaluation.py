@@ -55,10 +55,11 @@ def save_state_dict(model: torch.nn.Module, path: str | Path) -> None:
 
 
 def evaluate_candidate(job: dict) -> dict:
-    """Measure and train `job["vector"]`; write its weights to `job["weights"]` if given."""
+    """Measure and train `job["vector"]` (or the deployment arch string `job["arch"]`); write its weights to `job["weights"]` if given."""
     start = time.perf_counter()
     data = cached_data(job["data"], job["resolution"], job["train_subset"], job["seed"])
-    arch = deployment_arch(job["space"], job["vector"], data.num_classes, job["deploy_resolution"])
+    arch = (Arch.from_string(job["arch"]) if job.get("arch")  # the run's reference network
+            else deployment_arch(job["space"], job["vector"], data.num_classes, job["deploy_resolution"]))
     sizes = count(arch)
     row = {"arch": arch.to_string(), "latency_ms": cached_target(job["target"]).query_total(arch),
            "macs": sizes["macs"], "params": sizes["params"], "accuracy": math.nan,

@@ -3,6 +3,7 @@
     config.json         every argument, versions, the latency table's metadata
     trials.csv          one row per finished candidate (ok or failed), in finishing order, with the
                         proposals rejected outside the latency window before it (rejected_before)
+    reference.csv       the space's reference network trained with the same proxy recipe (one row)
     controller.pt       the controller's state after the first `n_trials` rows (weights_only-loadable)
     pending/<key>.pt    weights of finished candidates not yet promoted or discarded
     best/               arch.json (deployment arch), model.pt (state_dict), model.onnx, trial.json
@@ -89,6 +90,10 @@ class RunDir:
         text = {c: str for c in ("key", "arch", "vector", "status", "reason", "node")}
         trials = pd.read_csv(f, keep_default_na=False, na_values=[""], dtype=text).astype({"reason": str})
         return trials.reindex(columns=TRIAL_COLUMNS)  # a run from an older version lacks newer columns
+
+    def reference(self) -> pd.DataFrame | None:
+        f = self / "reference.csv"
+        return pd.read_csv(f, keep_default_na=False, na_values=[""], dtype={"arch": str}) if f.exists() else None
 
     def record(self, trials: pd.DataFrame, controller_state: dict) -> None:
         """Persist all finished trials, then the controller state that has seen them."""

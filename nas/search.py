@@ -23,8 +23,9 @@ from nas.controllers import make_controller
 from nas.evaluation import JOB_KEYS, cached_target, deployment_arch
 from nas.latency_window import LatencyWindow, Screen
 from nas.reward import Reward
-from nas.run_dir import RunDir
+from nas.run_dir import RunDir, write_csv
 from search_spaces.ir import Arch
+from search_spaces.references import reference
 from search_spaces.space import get_space
 
 
@@ -51,6 +52,9 @@ class SearchSession:
         self.job = {k: self.cfg[k] for k in JOB_KEYS if k != "threads"} | {"threads": threads}
         self.to_ask = max(0, self.cfg["trials"] - len(self.trials))
         self.pending: dict[str, tuple[list[int], int]] = {}  # key -> (vector, proposals rejected before it)
+        # the space's reference, trained once with the same recipe: what "good" means on this proxy
+        self.reference_key: str | None = None
+        self.reference_wanted = self.cfg.get("train_reference", False) and run.reference() is None
         self.bar = tqdm(total=self.cfg["trials"], initial=len(self.trials), unit="trial", dynamic_ncols=True,
                         desc=f"search {self.cfg['controller']}", disable=not progress)
         self._show_best()
@@ -64,7 +68,20 @@ class SearchSession:
         return self.reward.objectives(accuracy, latency_ms) if status == "ok" else None
 
     # ---- the Searcher side ----------------------------------------------------
+    @property
+    def jobs_left(self) -> int:
+        """Candidates still to train, plus the reference if it is not trained yet."""
+        return self.to_ask + int(self.reference_wanted)
+
+    def reference_job(self, key: str) -> dict:
+        self.reference_wanted, self.reference_key = False, key
+        arch = reference(self.cfg["reference"]).replace(num_classes=self.cfg["num_classes"],
+                                                        resolution=self.cfg["deploy_resolution"])
+        return {**self.job, "arch": arch.to_string(), "vector": None, "key": key, "weights": None}
+
     def ask(self, key: str) -> dict | None:
+        if self.reference_wanted:
+            return self.reference_job(key)
         if self.to_ask == 0 or self.stopped:
             return None
         vector, rejected = self.screen.propose(self.controller, key)
@@ -78,6 +95,13 @@ class SearchSession:
         return {**self.job, "vector": vector, "key": key, "weights": str(self.run.pending_weights(key))}
 
     def finish(self, key: str, result: dict | None) -> None:
+        if key == self.reference_key:
+            if result is not None:  # a worker that died leaves it for the next resume
+                reward = self.reward.scalar(result["accuracy"], result["latency_ms"]) if result["status"] == "ok" \
+                    else math.nan
+                write_csv(self.run / "reference.csv",
+                          pd.DataFrame([{"name": self.cfg["reference"], **result, "reward": reward}]))
+            return
         vector, rejected = self.pending.pop(key)
         if result is None:  # the worker itself died; evaluate_candidate catches everything else
             arch = deployment_arch(self.cfg["space"], vector, self.cfg["num_classes"], self.cfg["deploy_resolution"])
@@ -163,10 +187,10 @@ def run_search(run: RunDir, address: str | None = None, progress: bool = True) -
         cpus = int(ray.cluster_resources().get("CPU", 1))
         threads = max(1, cpus // workers)
         session = SearchSession(run, threads=threads, progress=progress)
-        if session.to_ask:
+        if session.jobs_left:
             tuner = tune.Tuner(
                 tune.with_resources(trainable, {"cpu": threads}),
-                tune_config=tune.TuneConfig(search_alg=ControllerSearcher(session), num_samples=session.to_ask,
+                tune_config=tune.TuneConfig(search_alg=ControllerSearcher(session), num_samples=session.jobs_left,
                                             max_concurrent_trials=workers, reuse_actors=True),
                 run_config=tune.RunConfig(storage_path=os.path.join(tmp, "tune"), name="search", verbose=0))
             tuner.fit()

@@ -98,7 +98,7 @@ def new_config(args) -> dict:
             "reward": args.reward, "w": args.w, "exponents": list(reward.exponents()),
             "latency_target_ms": latency_target, "latency_target_from": source,
             "latency_window": [window.lo, window.hi], "latency_window_ms": list(window.bounds_ms),
-            "latency_window_share": share,
+            "latency_window_share": share, "train_reference": True,
             "data": args.data, "num_classes": data.num_classes, "resolution": args.resolution,
             "deploy_resolution": args.deploy_resolution, "train_subset": args.train_subset,
             "train_images": len(data.train), "val_images": len(data.val), "seed": args.seed,
@@ -129,7 +129,7 @@ def search(args) -> int:
 def show(args) -> int:
     from nas.final_training import top_candidates
     from nas.run_dir import RunDir
-    from nas.search_report import TOP_COLUMNS
+    from nas.search_report import TOP_COLUMNS, versus_best
 
     run = RunDir(args.run_dir)
     cfg = run.config()
@@ -138,7 +138,10 @@ def show(args) -> int:
         print(summary.read_text())
     trials = run.trials()
     print(f"{len(trials)} of {cfg['trials']} trials finished; top {args.top} by reward:")
-    print(top_candidates(trials, args.top)[TOP_COLUMNS + ["arch"]].to_string(index=False))
+    top = top_candidates(trials, args.top)
+    best = trials.loc[trials["status"] == "ok", "accuracy"].max()  # the ranking says where the split cannot separate
+    top = top.assign(accuracy_vs_best=versus_best(top["accuracy"], best, cfg["val_images"]))
+    print(top[TOP_COLUMNS + ["accuracy_vs_best", "arch"]].to_string(index=False))
     winner = run / "final" / "winner.json"
     if winner.exists():
         print(f"final training winner: {winner.read_text()}")
