@@ -55,7 +55,8 @@ def save_state_dict(model: torch.nn.Module, path: str | Path) -> None:
 
 
 def evaluate_candidate(job: dict) -> dict:
-    """Measure and train `job["vector"]` (or the deployment arch string `job["arch"]`); write its weights to `job["weights"]` if given."""
+    """Measure and train `job["vector"]` (or the deployment arch string `job["arch"]`); write its
+    weights to `job["weights"]` if given."""
     start = time.perf_counter()
     data = cached_data(job["data"], job["resolution"], job["train_subset"], job["seed"])
     arch = (Arch.from_string(job["arch"]) if job.get("arch")  # the run's reference network

@@ -1,7 +1,6 @@
 """The latency window: every trained candidate lies in it, for every controller; RL learns to stay in it."""
-import random
-
 import numpy as np
+import pandas as pd
 import pytest
 
 from latency_tables import load_target
@@ -56,7 +55,7 @@ def test_rl_learns_to_stay_in_budget():
     first, last = [], []
     for seed in range(3):
         _, rejected = screened_search("rl", window, trials=32, seed=seed)
-        shares = in_window_shares(__import__("pandas").DataFrame({"rejected_before": rejected}))
+        shares = in_window_shares(pd.DataFrame({"rejected_before": rejected}))
         first.append(shares[0])
         last.append(shares[-1])
     assert np.mean(last) > 2 * np.mean(first), (first, last)
