@@ -64,6 +64,9 @@ class SearchSession:
         return cached_target(self.cfg["target"]).query_total(
             deployment_arch(self.cfg["space"], vector, self.cfg["num_classes"], self.cfg["deploy_resolution"]))
 
+    def scalar(self, result: dict) -> float:
+        return self.reward.scalar(result["accuracy"], result["latency_ms"]) if result["status"] == "ok" else math.nan
+
     def objectives(self, status: str, accuracy: float, latency_ms: float):
         return self.reward.objectives(accuracy, latency_ms) if status == "ok" else None
 
@@ -97,10 +100,8 @@ class SearchSession:
     def finish(self, key: str, result: dict | None) -> None:
         if key == self.reference_key:
             if result is not None:  # a worker that died leaves it for the next resume
-                reward = self.reward.scalar(result["accuracy"], result["latency_ms"]) if result["status"] == "ok" \
-                    else math.nan
                 write_csv(self.run / "reference.csv",
-                          pd.DataFrame([{"name": self.cfg["reference"], **result, "reward": reward}]))
+                          pd.DataFrame([{"name": self.cfg["reference"], **result, "reward": self.scalar(result)}]))
             return
         vector, rejected = self.pending.pop(key)
         if result is None:  # the worker itself died; evaluate_candidate catches everything else
@@ -108,8 +109,7 @@ class SearchSession:
             result = {"arch": arch.to_string(), "status": "failed", "reason": "worker error (see Ray logs)"}
         row = {"trial": len(self.trials), "key": key, "vector": json.dumps(vector), "rejected_before": rejected,
                **result}
-        row["reward"] = (self.reward.scalar(row["accuracy"], row["latency_ms"])
-                         if row["status"] == "ok" else math.nan)
+        row["reward"] = self.scalar(row)
         previous_best = self.best_row()
         self.trials = pd.concat([self.trials, pd.DataFrame([row]).reindex(columns=self.trials.columns)],
                                 ignore_index=True)

@@ -1,4 +1,7 @@
 """The latency window: every trained candidate lies in it, for every controller; RL learns to stay in it."""
+import dataclasses
+import random
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -70,6 +73,16 @@ def test_window_arithmetic():
     for bad in ("1.0", "a,b", "1.1,0.9", "-1,1"):
         with pytest.raises(UserError, match="latency-window"):
             LatencyWindow.parse(bad, "soft", 40.0)
+
+
+def test_fast_path_follows_the_deployed_classes():
+    """The window check predicts with the space as deployed (10 classes), not a cached 1000-class one."""
+    vectors = [SPACE.sample(random.Random(i)) for i in range(5)]
+    for _ in range(2):  # the second time the table holds every op: the predictor is cached as is
+        TABLE.predict_many(np.array(vectors), space=SPACE)
+    deployed = dataclasses.replace(SPACE, num_classes=10)
+    np.testing.assert_allclose(TABLE.predict_many(np.array(vectors), space=deployed),
+                               [latency_ms(v) for v in vectors], rtol=1e-9)
 
 
 def test_the_space_fits_the_window_or_the_error_says_why():
