@@ -160,7 +160,7 @@ def summary_text(cfg: dict, trials: pd.DataFrame, front: pd.DataFrame, refs: dic
               *reference_lines(cfg, best, trained_ref), *ranking_lines(cfg, ok),
               f"## Top {min(top, len(ok))} by reward", "", markdown_table(top_rows), "",
               f"## Pareto front ({len(front)} candidates)", "", markdown_table(front[TOP_COLUMNS]), "",
-              "## References on this target (latency only; not trained here)", "",
+              "## References on this target (latency)", "",
               markdown_table(pd.DataFrame({"architecture": list(refs), "latency_ms": list(refs.values())}))]
     if not failed.empty:
         lines += ["", "## Failed candidates", "", markdown_table(failed[["trial", "reason"]])]
