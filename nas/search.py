@@ -23,10 +23,13 @@ from nas.controllers import make_controller
 from nas.evaluation import JOB_KEYS, cached_target, deployment_arch
 from nas.latency_window import LatencyWindow, Screen
 from nas.reward import Reward
-from nas.run_dir import RunDir, write_csv
+from nas.run_dir import TRIAL_COLUMNS, RunDir, write_csv
 from search_spaces.ir import Arch
 from search_spaces.references import reference
 from search_spaces.space import get_space
+
+#: a trials.csv row without what only a controller's candidate has
+REFERENCE_COLUMNS = ["name"] + [c for c in TRIAL_COLUMNS if c not in ("trial", "key", "vector", "rejected_before")]
 
 
 class SearchSession:
@@ -100,8 +103,8 @@ class SearchSession:
     def finish(self, key: str, result: dict | None) -> None:
         if key == self.reference_key:
             if result is not None:  # a worker that died leaves it for the next resume
-                write_csv(self.run / "reference.csv",
-                          pd.DataFrame([{"name": self.cfg["reference"], **result, "reward": self.scalar(result)}]))
+                row = {"name": self.cfg["reference"], **result, "reward": self.scalar(result)}
+                write_csv(self.run / "reference.csv", pd.DataFrame([row]).reindex(columns=REFERENCE_COLUMNS))
             return
         vector, rejected = self.pending.pop(key)
         if result is None:  # the worker itself died; evaluate_candidate catches everything else

@@ -13,7 +13,7 @@ from search_spaces.errors import UserError
 # Proxy defaults per data set. digits (the default command): measured so that candidates learn
 # (mean validation accuracy >= 0.9) and the run, reference included, ends within about 10
 # minutes on 2 cores; at 8x8, digits' own size, a step costs about half of one at 16x16 (README).
-PROXY_DEFAULTS = {"digits": {"resolution": 8, "epochs": 6.0, "batch_size": 16, "lr": 0.1, "trials": 8},
+PROXY_DEFAULTS = {"digits": {"resolution": 8, "epochs": 8.0, "batch_size": 32, "lr": 0.1, "trials": 8},
                   "other": {"resolution": 32, "epochs": 3.0, "batch_size": 64, "lr": 0.05, "trials": 12}}
 
 
@@ -34,9 +34,9 @@ def register(sub) -> None:
     p.add_argument("--resolution", type=int, help="proxy training resolution (default 8 for digits, 32 otherwise)")
     p.add_argument("--deploy-resolution", type=int, default=224, help="resolution latency is looked up at")
     p.add_argument("--epochs", type=float,
-                   help="proxy training epochs per candidate (default 6 for digits, 3 otherwise)")
+                   help="proxy training epochs per candidate (default 8 for digits, 3 otherwise)")
     p.add_argument("--steps", type=int, help="train each candidate for exactly this many steps (quick checks)")
-    p.add_argument("--batch-size", type=int, help="default 16 for digits, 64 otherwise")
+    p.add_argument("--batch-size", type=int, help="default 32 for digits, 64 otherwise")
     p.add_argument("--lr", type=float, help="default 0.1 for digits, 0.05 otherwise")
     p.add_argument("--optimizer", default="sgd", choices=["sgd", "rmsprop"])
     p.add_argument("--trials", type=int, help="candidates to evaluate (default 8 for digits, 12 otherwise)")

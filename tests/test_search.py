@@ -94,6 +94,7 @@ def test_search_writes_the_run_directory(finished_run):
     assert cfg["latency_window"] == [0.9, 1.1] and trials["latency_ms"].between(low, high).all()
     ref = pd.read_csv(run / "reference.csv")  # trained once, with the candidates' recipe, outside trials.csv
     assert ref["name"].tolist() == ["mobilenet_v3_large"] and ref["status"].tolist() == ["ok"]
+    assert "config/lr" not in ref and ref["arch"].iloc[0].startswith("r224_n10|")  # a row like trials.csv's
     assert ref["latency_ms"].iloc[0] == pytest.approx(cfg["latency_target_ms"])
     assert "## Against the reference" in (run / "summary.md").read_text()
     assert (trials["rejected_before"] >= 0).all() and "proposals rejected outside the window" in \
