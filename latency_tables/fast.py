@@ -60,7 +60,8 @@ class SpacePredictor:
 
     @classmethod
     def for_table(cls, table, space) -> "SpacePredictor":
-        key = (id(table), len(table), space.name, str(table.network_term))
+        # the space itself, not its name: its classes and resolution change the head's and stem's ops
+        key = (id(table), len(table), space, str(table.network_term))
         if key not in cls._cache:
             cls._cache.clear()
             cls._cache[key] = cls(table, space)

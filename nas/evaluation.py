@@ -72,13 +72,14 @@ def failure_reason(e: BaseException) -> str:
 
 
 def evaluate_candidate(job: dict) -> dict:
-    """Measure and train `job["vector"]`. A trained candidate's row carries its weights (`weights`,
-    a state_dict as `torch.save` writes it): the worker never writes into the run directory, which
-    may not even exist on its node."""
+    """Measure and train `job["vector"]` (or the deployment arch string `job["arch"]`). A trained
+    candidate's row carries its weights (`weights`, a state_dict as `torch.save` writes it): the
+    worker never writes into the run directory, which may not even exist on its node."""
     start = time.perf_counter()
     data_key = (job["data"], job["resolution"], job["train_subset"], job["seed"])
     data = cached_data(*data_key)
-    arch = deployment_arch(job["space"], job["vector"], data.num_classes, job["deploy_resolution"])
+    arch = (Arch.from_string(job["arch"]) if job.get("arch")  # the run's reference network
+            else deployment_arch(job["space"], job["vector"], data.num_classes, job["deploy_resolution"]))
     sizes = count(arch)
     row = {"arch": arch.to_string(), "latency_ms": cached_target(job["target"]).query_total(arch),
            "macs": sizes["macs"], "params": sizes["params"], "accuracy": math.nan,

@@ -102,6 +102,11 @@ class RunConfig:
     gpus_per_trial: float | None = None
     cpus_per_trial: int | None = None
     device_info: dict | None = None
+    # runs made before the latency window trained every proposal, and no reference
+    latency_window: list | None = None  # [LO, HI], fractions of T
+    latency_window_ms: list | None = None
+    latency_window_share: float | None = None  # of random networks of the space inside the window
+    train_reference: bool = False
 
     def __post_init__(self):
         check_numbers(asdict(self))

@@ -1,7 +1,9 @@
 """A search's run directory: the single source of truth for a search and its resume.
 
     config.json         every argument, versions, the latency table's metadata
-    trials.csv          one row per finished candidate (ok or failed), in finishing order
+    trials.csv          one row per finished candidate (ok or failed), in finishing order, with the
+                        proposals rejected outside the latency window before it (rejected_before)
+    reference.csv       the space's reference network trained with the same proxy recipe (one row)
     controller.pt       the controller's state after the first `n_trials` rows (weights_only-loadable)
     pending/<key>.pt    weights of a new best trial, written by the command (workers send them through Ray)
     ray.json            the running search's Ray temp dir and pid, for cleaning up after a kill -9
@@ -33,7 +35,7 @@ from search_spaces.errors import UserError
 from search_spaces.ir import Arch
 
 TRIAL_COLUMNS = ["trial", "key", "arch", "vector", "accuracy", "latency_ms", "macs", "params", "reward",
-                 "status", "reason", "seconds", "images_per_s", "train_loss", "node"]
+                 "status", "reason", "seconds", "images_per_s", "train_loss", "node", "rejected_before"]
 
 
 STATUSES = ("ok", "failed")
@@ -156,7 +158,7 @@ class RunDir:
             trials = pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""], dtype=as_text)
         except (pd.errors.ParserError, ValueError) as e:
             raise UserError(f"{f} is damaged ({' '.join(str(e).split())}); repair or delete it") from None
-        if list(trials.columns) != TRIAL_COLUMNS:
+        if list(trials.columns) not in (TRIAL_COLUMNS, TRIAL_COLUMNS[:-1]):  # older runs lack rejected_before
             raise UserError(f"{f} is damaged: its header is not {','.join(TRIAL_COLUMNS)}")
         bad = (~trials["status"].isin(STATUSES) | trials[["key", "arch"]].isna().any(axis=1)
                | (trials["trial"].to_numpy() != np.arange(len(trials)))
@@ -164,7 +166,11 @@ class RunDir:
                | (trials["status"] == "ok") & trials[["accuracy", "latency_ms"]].isna().any(axis=1))
         if bad.any():
             raise UserError(f"{f} is damaged at line {bad.to_numpy().argmax() + 2}; repair or delete it")
-        return trials.astype({"reason": str})
+        return trials.astype({"reason": str}).reindex(columns=TRIAL_COLUMNS)
+
+    def reference(self) -> pd.DataFrame | None:
+        f = self / "reference.csv"
+        return pd.read_csv(f, keep_default_na=False, na_values=[""], dtype={"arch": str}) if f.exists() else None
 
     def record(self, trials: pd.DataFrame, controller_state: dict) -> None:
         """Persist all finished trials, then the controller state that has seen them."""

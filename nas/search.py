@@ -16,14 +16,19 @@ import pandas as pd
 from tqdm import tqdm
 
 from nas.controllers import make_controller
-from nas.evaluation import JOB_KEYS, deployment_arch
+from nas.evaluation import JOB_KEYS, cached_target, deployment_arch
+from nas.latency_window import LatencyWindow, Screen
 from nas.ray_session import ray_session
 from nas.reward import Reward
 from nas.run_config import RunConfig
-from nas.run_dir import RunDir
+from nas.run_dir import TRIAL_COLUMNS, RunDir, write_csv
 from search_spaces.atomic import atomic_path
 from search_spaces.ir import Arch
+from search_spaces.references import reference
 from search_spaces.space import get_space
+
+#: a trials.csv row without what only a controller's candidate has
+REFERENCE_COLUMNS = ["name"] + [c for c in TRIAL_COLUMNS if c not in ("trial", "key", "vector", "rejected_before")]
 
 
 class SearchSession:
@@ -44,35 +49,75 @@ class SearchSession:
             self.controller.tell(row.key, json.loads(row.vector), self.objectives(row.status, row.accuracy,
                                                                                   row.latency_ms))
         self.sync_best()
+        # runs from before the window existed trained whatever was proposed
+        window = LatencyWindow(*(self.cfg.latency_window or (0.0, math.inf)), self.reward.target_ms)
+        self.screen = Screen(window, self.latency_ms)
+        self.stopped: str | None = None
         self.job = {k: getattr(self.cfg, k) for k in JOB_KEYS if k != "threads"} | {"threads": threads, "device": device}
         self.to_ask = max(0, self.cfg.trials - len(self.trials))
-        self.pending: dict[str, list[int]] = {}
+        self.pending: dict[str, tuple[list[int], int]] = {}  # key -> (vector, proposals rejected before it)
         self.weights: dict[str, bytes] = {}  # weights of finished trials, from their results
+        # the space's reference, trained once with the same recipe: what "good" means on this proxy
+        self.reference_key: str | None = None
+        self.reference_wanted = self.cfg.train_reference and run.reference() is None
         self.bar = tqdm(total=self.cfg.trials, initial=len(self.trials), unit="trial", dynamic_ncols=True,
                         desc=f"search {self.cfg.controller}", disable=not progress)
         self._show_best()
+
+    def latency_ms(self, vector) -> float:
+        """The same lookup a worker makes for the candidate's latency_ms."""
+        return cached_target(self.cfg.target).query_total(
+            deployment_arch(self.cfg.space, vector, self.cfg.num_classes, self.cfg.deploy_resolution))
+
+    def scalar(self, result: dict) -> float:
+        return self.reward.scalar(result["accuracy"], result["latency_ms"]) if result["status"] == "ok" else math.nan
 
     def objectives(self, status: str, accuracy: float, latency_ms: float):
         return self.reward.objectives(accuracy, latency_ms) if status == "ok" else None
 
     # ---- the Searcher side ----------------------------------------------------
+    @property
+    def jobs_left(self) -> int:
+        """Candidates still to train, plus the reference if it is not trained yet."""
+        return self.to_ask + int(self.reference_wanted)
+
+    def reference_job(self, key: str) -> dict:
+        self.reference_wanted, self.reference_key = False, key
+        arch = reference(self.cfg.reference).replace(num_classes=self.cfg.num_classes,
+                                                        resolution=self.cfg.deploy_resolution)
+        return {**self.job, "arch": arch.to_string(), "vector": None, "key": key}
+
     def ask(self, key: str) -> dict | None:
-        if self.to_ask == 0:
+        if self.reference_wanted:
+            return self.reference_job(key)
+        if self.to_ask == 0 or self.stopped:
+            return None
+        vector, rejected = self.screen.propose(self.controller, key)
+        if vector is None:
+            self.stopped = (f"search stopped: {self.cfg.controller} made {rejected} proposals in a row "
+                            f"outside the latency window {self.screen.window.describe()}")
+            self.bar.write(self.stopped)
             return None
         self.to_ask -= 1
-        vector = self.controller.ask(key)
-        self.pending[key] = vector
+        self.pending[key] = vector, rejected
         return {**self.job, "vector": vector, "key": key}
 
     def receive_weights(self, key: str, weights: bytes) -> None:
         self.weights[key] = weights
 
     def finish(self, key: str, result: dict | None) -> None:
-        vector = self.pending.pop(key)
+        if key == self.reference_key:
+            self.weights.pop(key, None)  # the reference is measured, not deployed
+            if result is not None:  # a worker that died leaves it for the next resume
+                row = {"name": self.cfg.reference, **result, "reward": self.scalar(result)}
+                write_csv(self.run / "reference.csv", pd.DataFrame([row]).reindex(columns=REFERENCE_COLUMNS))
+            return
+        vector, rejected = self.pending.pop(key)
         if result is None:  # the worker itself died; evaluate_candidate catches everything else
             arch = deployment_arch(self.cfg.space, vector, self.cfg.num_classes, self.cfg.deploy_resolution)
             result = {"arch": arch.to_string(), "status": "failed", "reason": "worker error (see Ray logs)"}
-        row = {"trial": len(self.trials), "key": key, "vector": json.dumps(vector), **result}
+        row = {"trial": len(self.trials), "key": key, "vector": json.dumps(vector), "rejected_before": rejected,
+               **result}
         weights = self.weights.pop(key, None)
         if row["status"] == "ok" and weights is None:  # e.g. a worker running other code: a failed trial
             row.update(status="failed", reason="no weights came back from the worker")
@@ -161,10 +206,10 @@ def run_search(run: RunDir, address: str | None = None, progress: bool = True) -
 
         resources, device = trial_resources(cfg, ray.cluster_resources())
         session = SearchSession(run, threads=resources["cpu"], progress=progress, device=device)
-        if session.to_ask:
+        if session.jobs_left:
             tuner = tune.Tuner(
                 tune.with_resources(trainable, resources),
-                tune_config=tune.TuneConfig(search_alg=ControllerSearcher(session), num_samples=session.to_ask,
+                tune_config=tune.TuneConfig(search_alg=ControllerSearcher(session), num_samples=session.jobs_left,
                                             max_concurrent_trials=workers, reuse_actors=True),
                 run_config=tune.RunConfig(storage_path=os.path.join(tmp, "tune"), name="search", verbose=0,
                                           callbacks=[TrialWeights(session)]))

@@ -5,6 +5,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from nas.device import describe_line  # noqa: E402
@@ -76,7 +77,73 @@ def device_lines(cfg: RunConfig) -> list[str]:
             f"{'1 if there is a GPU, else 0 (default)' if gpus is None else f'{gpus:g}'}"]
 
 
-def summary_text(cfg: RunConfig, trials: pd.DataFrame, front: pd.DataFrame, refs: dict, top: int = 5) -> str:
+def in_window_shares(trials: pd.DataFrame, parts: int = 4) -> list[float]:
+    """Share of the controller's proposals that fell inside the latency window, per consecutive
+    part of the trials: how fast it learned to stay in budget."""
+    rejected = trials["rejected_before"].fillna(0).astype(float).to_numpy()
+    chunks = [c for c in np.array_split(rejected, min(parts, len(rejected))) if len(c)]
+    return [len(c) / (len(c) + c.sum()) for c in chunks]
+
+
+def tie_margin(accuracy, n: int, z: float = 1.96):
+    """Smallest accuracy difference that `n` validation images resolve at 95% (two-proportion
+    z-test, pooled at `accuracy`, the mean of the two): closer candidates are statistically tied."""
+    return z * np.sqrt(2 * np.asarray(accuracy, float) * (1 - np.asarray(accuracy, float)) / n)
+
+
+def versus_best(accuracy: pd.Series, best: float, n: int) -> pd.Series:
+    """"best", "tied" (within the validation split's resolution of the best) or "worse"."""
+    acc = accuracy.astype(float).to_numpy()
+    gap = best - acc
+    return pd.Series(np.where(gap <= 0, "best", np.where(gap < tie_margin((best + acc) / 2, n), "tied", "worse")),
+                     index=accuracy.index)
+
+
+def ranking_lines(cfg: RunConfig, ok: pd.DataFrame) -> list[str]:
+    """How many of the top candidates the validation split cannot tell apart from the best."""
+    n, best = cfg.val_images, float(ok["accuracy"].max())
+    tied = ok[versus_best(ok["accuracy"], best, n) != "worse"]
+    text = (f"Statistical resolution: with {n} validation images, accuracies within about {tie_margin(best, n):.3f} "
+            f"of the best ({best:.3f}) cannot be told apart (two-proportion test, 95%). ")
+    if len(tied) > 1:
+        text += (f"{len(tied)} of {len(ok)} candidates are statistically tied on accuracy (trials "
+                 f"{', '.join(str(t) for t in tied['trial'])}): their ranking by reward is decided by latency "
+                 f"and noise, not by a measured accuracy difference.")
+    else:
+        text += "No other candidate is tied with the most accurate one."
+    return [text, ""]
+
+
+def reference_lines(cfg: RunConfig, best: pd.Series, ref: pd.DataFrame | None) -> list[str]:
+    """The winner against the space's reference, trained in this run with the same proxy recipe."""
+    if ref is None or ref.iloc[0]["status"] != "ok":
+        return []
+    r, n = ref.iloc[0], cfg.val_images
+    gap = float(best["accuracy"]) - float(r["accuracy"])
+    margin = tie_margin((float(best["accuracy"]) + float(r["accuracy"])) / 2, n)
+    verdict = ("statistically tied with it" if abs(gap) < margin else
+               "more accurate than it" if gap > 0 else "less accurate than it")
+    return ["## Against the reference", "",
+            f"{r['name']} trained with the same proxy recipe: validation accuracy {r['accuracy']:.4f} at "
+            f"{r['latency_ms']:.2f} ms. The best candidate: {best['accuracy']:.4f} at {best['latency_ms']:.2f} ms "
+            f"({best['latency_ms'] / r['latency_ms']:.2f}x its latency), {verdict} (difference {gap:+.4f}; "
+            f"{n} validation images resolve {margin:.3f}).", ""]
+
+
+def window_lines(cfg: RunConfig, trials: pd.DataFrame) -> list[str]:
+    if cfg.latency_window is None:  # a run made before the window existed
+        return []
+    (lo, hi), (low_ms, high_ms) = cfg.latency_window, cfg.latency_window_ms
+    rejected = int(trials["rejected_before"].fillna(0).sum())
+    shares = ", ".join(f"{s:.0%}" for s in in_window_shares(trials)) if len(trials) else "-"
+    return [f"- latency window [{lo:g}, {hi:g}] x T = [{low_ms:.2f}, {high_ms:.2f}] ms, holding "
+            f"{cfg.latency_window_share:.1%} of random networks: only candidates inside it are trained",
+            f"- {rejected} proposals rejected outside the window (untrained); share of proposals inside it, "
+            f"by quarter of the trials: {shares}"]
+
+
+def summary_text(cfg: RunConfig, trials: pd.DataFrame, front: pd.DataFrame, refs: dict, top: int = 5,
+                 trained_ref: pd.DataFrame | None = None) -> str:
     ok = trials[trials["status"] == "ok"].sort_values("reward", ascending=False)
     failed = trials[trials["status"] != "ok"]
     lines = [f"# Search {cfg.space} on {cfg.target}", "",
@@ -85,7 +152,7 @@ def summary_text(cfg: RunConfig, trials: pd.DataFrame, front: pd.DataFrame, refs
              f"- data `{cfg.data}` at {cfg.resolution}x{cfg.resolution} (deployment {cfg.deploy_resolution}), "
              f"train subset {cfg.train_subset or 'all'}, {cfg.epochs} epoch(s) per candidate, seed {cfg.seed}",
              f"- trials: {len(trials)} of {cfg.trials} ({len(failed)} failed), "
-             f"{trials['seconds'].sum() / 60:.1f} min of candidate evaluation", *device_lines(cfg), ""]
+             f"{trials['seconds'].sum() / 60:.1f} min of candidate evaluation", *device_lines(cfg), *window_lines(cfg, trials), ""]
     if ok.empty:
         return "\n".join(lines + ["No candidate finished successfully."]) + "\n"
     best = ok.iloc[0]
@@ -96,10 +163,16 @@ def summary_text(cfg: RunConfig, trials: pd.DataFrame, front: pd.DataFrame, refs
     if ref_ms:
         lines.append(f"(the space's reference {cfg.reference} takes {ref_ms:.2f} ms on this target: "
                      f"the candidate is {ref_ms / best['latency_ms']:.2f}x its speed)")
+    top_rows = ok[TOP_COLUMNS].head(top).assign(accuracy_vs_best=versus_best(ok["accuracy"], ok["accuracy"].max(),
+                                                                            cfg.val_images))
+    if trained_ref is not None:  # marked in the trial column; not a candidate of the search
+        top_rows = pd.concat([top_rows, trained_ref.assign(trial="reference", accuracy_vs_best=versus_best(
+            trained_ref["accuracy"], ok["accuracy"].max(), cfg.val_images))[top_rows.columns]])
     lines += ["", f"`{best['arch']}`", "", "Files: best/arch.json, best/model.pt, best/model.onnx.", "",
-              f"## Top {min(top, len(ok))} by reward", "", markdown_table(ok[TOP_COLUMNS].head(top)), "",
+              *reference_lines(cfg, best, trained_ref), *ranking_lines(cfg, ok),
+              f"## Top {min(top, len(ok))} by reward", "", markdown_table(top_rows), "",
               f"## Pareto front ({len(front)} candidates)", "", markdown_table(front[TOP_COLUMNS]), "",
-              "## References on this target (latency only; not trained here)", "",
+              "## References on this target (latency)", "",
               markdown_table(pd.DataFrame({"architecture": list(refs), "latency_ms": list(refs.values())}))]
     if not failed.empty:
         lines += ["", "## Failed candidates", "", markdown_table(failed[["trial", "reason"]])]
@@ -114,4 +187,4 @@ def write_reports(run: RunDir, trials: pd.DataFrame) -> None:
     if (trials["status"] == "ok").any():
         plot_reward(trials, run / "reward.png")
         plot_pareto(trials, front, refs, cfg.latency_target_ms, run / "pareto.png")
-    write_text(run / "summary.md", summary_text(cfg, trials, front, refs))
+    write_text(run / "summary.md", summary_text(cfg, trials, front, refs, trained_ref=run.reference()))

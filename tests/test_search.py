@@ -91,6 +91,15 @@ def test_search_writes_the_run_directory(finished_run):
     assert len(trials) == 4 and trials["key"].is_unique and trials["trial"].tolist() == [0, 1, 2, 3]
     assert (trials["status"] == "ok").all() and trials["accuracy"].between(0, 1).all()
     assert (trials["latency_ms"] > 0).all() and (trials["macs"] > 0).all()
+    low, high = cfg["latency_window_ms"]  # the default window of the soft reward: every trained trial inside
+    assert cfg["latency_window"] == [0.9, 1.1] and trials["latency_ms"].between(low, high).all()
+    ref = pd.read_csv(run / "reference.csv")  # trained once, with the candidates' recipe, outside trials.csv
+    assert ref["name"].tolist() == ["mobilenet_v3_large"] and ref["status"].tolist() == ["ok"]
+    assert "config/lr" not in ref and ref["arch"].iloc[0].startswith("r224_n10|")  # a row like trials.csv's
+    assert ref["latency_ms"].iloc[0] == pytest.approx(cfg["latency_target_ms"])
+    assert "## Against the reference" in (run / "summary.md").read_text()
+    assert (trials["rejected_before"] >= 0).all() and "proposals rejected outside the window" in \
+        (run / "summary.md").read_text()
     for name in ("pareto.csv", "reward.png", "pareto.png", "summary.md", "best/arch.json"):
         assert (run / name).stat().st_size > 0
     assert not list((run / "pending").glob("*"))  # candidates' weights are cleaned up
@@ -114,6 +123,7 @@ def test_show_and_train(finished_run, capsys):
     assert main(["show", str(finished_run), "--top", "2"]) == 0
     out = capsys.readouterr().out
     assert "# Search mnv3 on pixel_cpu" in out and "top 2 by reward" in out
+    assert "accuracy_vs_best" in out and "Statistical resolution" in out
 
     assert main(["train", str(finished_run), "--top", "2", "--epochs", "0.5", "--quiet"]) == 0
     results = pd.read_csv(finished_run / "final/results.csv")

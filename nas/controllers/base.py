@@ -4,6 +4,8 @@ A controller works on a space's decisions only (lists of choice indices), never 
 `ask(key)` proposes a candidate for the trial named `key`; `tell(key, vector, values)` reports
 its objective values (a tuple, all maximized; None for a failed trial). `tell` also accepts
 keys it never proposed, so a resumed search can replay finished trials into a controller.
+`reject(key, vector, excess)` says that a proposal lies outside the latency window and will not
+be trained; the session then asks again for the same key.
 """
 from __future__ import annotations
 
@@ -29,6 +31,10 @@ class Controller(ABC):
     @abstractmethod
     def tell(self, key: str, vector: list[int], values: tuple[float, ...] | None) -> None:
         """Result of trial `key` (maximized objective values), or None if it failed."""
+
+    def reject(self, key: str, vector: list[int], excess: float) -> None:
+        """Proposal for `key` lies `excess` (> 0, log scale) outside the latency window; by default
+        the next `ask(key)` simply proposes anew (a fresh sample, or a fresh mutation)."""
 
     def state_dict(self) -> dict:
         """Everything needed to continue; tensors and plain Python values only (loads with weights_only)."""

@@ -47,6 +47,10 @@ class OptunaController(Controller):
         else:
             self.study.tell(trial, list(values))
 
+    def reject(self, key, vector, excess) -> None:
+        # infeasible: the sampler draws again; not kept in the state (only trained trials are)
+        self.study.tell(self.pending.pop(key), state=TrialState.FAIL)
+
     def _frozen(self, vector, values):
         params = dict(zip(self.distributions, vector))
         if values is None:

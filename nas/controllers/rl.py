@@ -59,7 +59,7 @@ class Policy(nn.Module):
 class RLController(Controller):
     def __init__(self, space, seed: int = 0, n_objectives: int = 1, lr: float = 0.02, batch: int = 8,
                  ppo_epochs: int = 4, clip: float = 0.2, entropy_weight: float = 0.01,
-                 baseline_decay: float = 0.9, hidden: int = 64):
+                 baseline_decay: float = 0.9, hidden: int = 64, reject_penalty: float = 0.1):
         super().__init__(space, seed, n_objectives)
         torch.manual_seed(seed)  # only for the policy's initial weights
         self.policy = Policy(self.sizes, hidden)
@@ -67,6 +67,7 @@ class RLController(Controller):
         self.generator = torch.Generator().manual_seed(seed)
         self.batch, self.ppo_epochs, self.clip = batch, ppo_epochs, clip
         self.entropy_weight, self.baseline_decay = entropy_weight, baseline_decay
+        self.reject_penalty = reject_penalty
         self.baseline: float | None = None
         self.pending: dict[str, float] = {}   # key -> log-prob of the proposal when it was made
         self.buffer: list[list] = []          # [vector, old log-prob, advantage]
@@ -91,6 +92,11 @@ class RLController(Controller):
         if len(self.buffer) >= self.batch:
             with one_thread():
                 self._update()
+
+    def reject(self, key, vector, excess) -> None:
+        # below any trained candidate's reward, and lower the further outside the window: the
+        # policy learns both to stay in budget and in which direction the window lies
+        self.tell(key, vector, (-self.reject_penalty * (1 + excess),))
 
     def _update(self) -> None:
         actions = torch.tensor([b[0] for b in self.buffer])
