@@ -69,9 +69,6 @@ class SearchSession:
         return cached_target(self.cfg.target).query_total(
             deployment_arch(self.cfg.space, vector, self.cfg.num_classes, self.cfg.deploy_resolution))
 
-    def scalar(self, result: dict) -> float:
-        return self.reward.scalar(result["accuracy"], result["latency_ms"]) if result["status"] == "ok" else math.nan
-
     def objectives(self, status: str, accuracy: float, latency_ms: float):
         return self.reward.objectives(accuracy, latency_ms) if status == "ok" else None
 
@@ -109,7 +106,9 @@ class SearchSession:
         if key == self.reference_key:
             self.weights.pop(key, None)  # the reference is measured, not deployed
             if result is not None:  # a worker that died leaves it for the next resume
-                row = {"name": self.cfg.reference, **result, "reward": self.scalar(result)}
+                row = {"name": self.cfg.reference, **result, "reward": math.nan}
+                if row["status"] == "ok":
+                    self.score(row)
                 write_csv(self.run / "reference.csv", pd.DataFrame([row]).reindex(columns=REFERENCE_COLUMNS))
             return
         vector, rejected = self.pending.pop(key)

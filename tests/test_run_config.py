@@ -70,7 +70,7 @@ def test_a_relative_data_directory_is_stored_absolute(tmp_path, monkeypatch):
 def test_config_of_another_shape_is_one_line(document, message, tmp_path, capsys):
     good = new_config(args("--train-subset", "64"))
     if document == "EDIT":  # a hand-edited config.json must not slip a NaN past the checks
-        document = good.to_json().replace('"lr": 0.05', '"lr": NaN')
+        document = good.to_json().replace(f'"lr": {good.lr}', '"lr": NaN')
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.json").write_text(document)
@@ -82,17 +82,19 @@ def test_config_of_another_shape_is_one_line(document, message, tmp_path, capsys
 def test_a_score_that_is_not_finite_fails_the_trial_not_the_search(tmp_path):
     """w = 10 with a tiny T overflows the reward: that trial is failed, the run and its resume go on."""
     run = RunDir(tmp_path / "run")
-    run.create(new_config(args("--w", "10", "--latency-target", "1e-300", "--trials", "3",
+    run.create(new_config(args("--w", "10", "--latency-target", "1e-300", "--latency-window", "0,1e303", "--trials", "3",
                                "--controller", "random")))
     session = SearchSession(run, progress=False)
-    for key in ("k0", "k1"):
+    for key in ("ref", "k0", "k1"):  # the space's reference is trained first
         assert session.ask(key) is not None
+        session.receive_weights(key, b"weights")  # as a worker's result brings them
         session.finish(key, {"arch": "a", "accuracy": 0.5, "latency_ms": 20.0, "macs": 1, "params": 1,
                              "status": "ok", "reason": "", "seconds": 1.0, "images_per_s": 1.0,
                              "train_loss": 1.0, "node": "n"})
     trials = run.trials()
     assert trials["status"].tolist() == ["failed", "failed"]
     assert trials["reason"].str.contains("OverflowError").all() and trials["reward"].isna().all()
+    assert run.reference()["status"].tolist() == ["failed"]
     resumed = SearchSession(run, progress=False)
     assert resumed.best_row() is None and resumed.to_ask == 1
 

@@ -1,14 +1,17 @@
 """What a search's summary claims: ties the validation split cannot resolve, the trained reference."""
+import json
+
 import pandas as pd
 import pytest
 
+from nas.run_config import RunConfig
 from nas.search_report import in_window_shares, summary_text, tie_margin, versus_best
 
-CFG = {"space": "mnv3", "target": "pixel_cpu", "controller": "rl", "reward": "soft", "w": None,
+CFG = RunConfig.from_json(json.dumps({"space": "mnv3", "target": "pixel_cpu", "controller": "rl", "reward": "soft", "w": None,
        "latency_target_ms": 59.3, "latency_target_from": "mobilenet_v3_large on pixel_cpu", "data": "digits",
        "resolution": 8, "deploy_resolution": 224, "train_subset": None, "epochs": 8, "seed": 0, "trials": 4,
        "reference": "mobilenet_v3_large", "val_images": 144, "latency_window": [0.8, 1.1],
-       "latency_window_ms": [47.4, 65.2], "latency_window_share": 0.16}
+       "latency_window_ms": [47.4, 65.2], "latency_window_share": 0.16}), "test config", needed=())
 
 
 def trials(accuracies, rejected=(3, 2, 0, 0)):
