@@ -81,6 +81,12 @@ def fit_coefficients(X: np.ndarray, y: np.ndarray, columns: list[int]) -> np.nda
 RELATIVE = ("hswish_melems", "se_melems")
 
 
+def modelled_stats(ms: float) -> dict:
+    """Table statistics of a modelled op: the prediction, no spread, zero measurements."""
+    nan = float("nan")
+    return {"mean_ms": ms, "median_ms": ms, "p10_ms": nan, "p90_ms": nan, "std_ms": nan, "count": 0}
+
+
 @dataclass
 class OpModel:
     """Fitted coefficients (ms per unit of each feature) and where they came from.
@@ -103,10 +109,7 @@ class OpModel:
         return y
 
     def stats(self, op: Op) -> dict:
-        """Table statistics of a modelled op: the prediction, no spread, zero measurements."""
-        ms = float(self.predict([op])[0])
-        nan = float("nan")
-        return {"mean_ms": ms, "median_ms": ms, "p10_ms": nan, "p90_ms": nan, "std_ms": nan, "count": 0}
+        return modelled_stats(float(self.predict([op])[0]))
 
     def to_dict(self) -> dict:
         return {"features": list(FEATURES), "coef": self.coef, "relative": self.relative,

@@ -154,7 +154,6 @@ class LatencyTable:
         if space is not None:
             from latency_tables.fast import SpacePredictor
             return SpacePredictor.for_table(self, space).predict(archs)
-        archs = list(archs)
         return np.array([self.query_total(a) for a in archs], dtype=float)
 
     def _check_resolution(self, arch: Arch) -> None:
