@@ -14,6 +14,7 @@ import numpy as np
 from scipy.optimize import nnls
 
 from latency_tables.ops import Op
+from search_spaces.errors import UserError
 from search_spaces.ir import Block, Head
 
 FEATURES = ("dense_mmacs", "dw_mmacs", "mem_melems", "hswish_melems", "se_melems", "fc_mweights", "ops")
@@ -117,8 +118,6 @@ class OpModel:
 
     @classmethod
     def from_dict(cls, d: dict) -> "OpModel":
-        from search_spaces.errors import UserError
-
         unknown = set(d.get("coef", {})) | set(d.get("relative") or {})
         if not isinstance(d.get("coef"), dict) or unknown - set(FEATURES):
             raise UserError(f"op model: coefficients must be a mapping over {FEATURES}")
