@@ -67,8 +67,6 @@ class Op:
 
 def parse_key(key: str) -> Op:
     """Op of a key string; UserError saying what is wrong with a malformed key."""
-    if isinstance(key, Op):
-        return key
     layer_text, sep, context = str(key).partition("@")
     m = _CONTEXT.match(context)
     if not sep or not m:
