@@ -42,7 +42,7 @@ def main() -> None:
                               sorted((data / "ofa_note10").glob("*_lookup_table.yaml")))
 
     # end-to-end: summed standalone-op latencies vs published whole-network latencies
-    sums = {n: float(model.predict([op for _, op in arch_ops(reference(n))]).sum()) for n in PUBLISHED_MS}
+    sums = {n: float(model.predict([op for _, op in arch_ops(reference(n))]).sum()) for n in REFERENCES}
     p, m = np.array([sums[n] for n in PUBLISHED_MS]), np.array(list(PUBLISHED_MS.values()))
     scale = float(p @ m / (p @ p))
     term = {"scale": scale, "offset_ms": 0.0, "calibrated": True,
@@ -75,8 +75,7 @@ def main() -> None:
              "| reference at 224 | summed ops (ms) | predicted (ms) | published Pixel 1 (ms) |",
              "| --- | --- | --- | --- |"]
     for n, v in refs.items():
-        raw = float(model.predict([op for _, op in arch_ops(reference(n))]).sum())
-        lines.append(f"| {n} | {raw:.1f} | {v:.1f} | {PUBLISHED_MS.get(n, '')} |")
+        lines.append(f"| {n} | {sums[n]:.1f} | {v:.1f} | {PUBLISHED_MS.get(n, '')} |")
     lines += ["", "Coefficients (ms per million MACs / elements / weights, per op part):", "",
               "| feature | Pixel 1 | Note10 (relative costs) |", "| --- | --- | --- |"]
     lines += [f"| {k} | {model.coef[k]:.4g} | {model.relative[k]:.4g} |" for k in model.coef]

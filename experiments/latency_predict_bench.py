@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import random
 import time
+import timeit
 from pathlib import Path
 
 import matplotlib
@@ -22,15 +23,6 @@ from latency_tables import load_target  # noqa: E402
 from search_spaces.space import get_space  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def best_of(fn, repeats=5) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main() -> None:
@@ -47,10 +39,10 @@ def main() -> None:
     for n in (1_000, 10_000, 100_000, 1_000_000):
         vectors = np.array([space.sample(rng) for _ in range(min(n, 100_000))])
         vectors = np.resize(vectors, (n, vectors.shape[1]))
-        s = best_of(lambda: table.predict_many(vectors, space=space))
+        s = min(timeit.repeat(lambda: table.predict_many(vectors, space=space), number=1, repeat=5))
         rows.append({"path": "decision vectors (vectorized)", "n": n, "seconds": s, "archs_per_s": n / s})
     archs = [space.decode(space.sample(rng)) for _ in range(2000)]
-    s = best_of(lambda: table.predict_many(archs), repeats=2)
+    s = min(timeit.repeat(lambda: table.predict_many(archs), number=1, repeat=2))
     rows.append({"path": "Arch objects (per-arch lookups)", "n": len(archs), "seconds": s, "archs_per_s": len(archs) / s})
     df = pd.DataFrame(rows)
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -78,11 +78,10 @@ def build_table(space, device: str, out: str | Path, runner, resolution: int | N
             raise UserError(f"{out} holds a table built with other arguments ({diff}); "
                             f"choose another --out or delete it")
     else:
-        extra = {} if runner.name == "onnxruntime" else {"runtime_version": runner.version, "cpu": "unknown", "cores": None}
-        table = LatencyTable(None, new_metadata(device, space.name, r, threads,
-                                                runtime="onnxruntime" if runner.name == "onnxruntime" else "command",
-                                                runner=runner.name, clock=runner.clock_name, complete=False,
-                                                **extra))
+        extra = {} if runner.name == "onnxruntime" else {"runtime": "command", "runtime_version": runner.version,
+                                                         "cpu": "unknown", "cores": None}
+        table = LatencyTable(None, new_metadata(device, space.name, r, threads, runner=runner.name,
+                                                clock=runner.clock_name, complete=False, **extra))
     todo = [op for op in (ops if ops is not None else space_ops(space, r)) if op.key not in table]
     random.Random(seed).shuffle(todo)  # mix big and small ops in every interleaved chunk
     started = time.time()

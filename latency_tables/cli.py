@@ -53,13 +53,15 @@ def register(sub) -> None:
 
 
 def _runner(args):
-    from latency_tables.measure import make_runner
+    from latency_tables.measure import CommandRunner, OnnxRuntimeRunner
 
     if args.runner == "command" and not args.command:
         raise UserError("--runner command needs --command TEMPLATE (with {model})")
     if args.repeats < 1:
         raise UserError("--repeats must be at least 1")
-    return make_runner(args.runner, args.threads, args.command, repeats=args.repeats)
+    if args.runner == "command":
+        return CommandRunner(args.command, args.repeats)
+    return OnnxRuntimeRunner(args.threads)
 
 
 def build(args) -> int:

@@ -76,14 +76,11 @@ class OnnxRuntimeRunner:
         if threads < 1:
             raise UserError(f"--threads must be at least 1, got {threads}")
         self.ort, self.threads, self.budget = ort, threads, budget or Budget()
+        self.version = ort.__version__
         self.rng = random.Random(seed)
         # one thread: the run happens in this thread, whose CPU time excludes preemption
         self.clock_name = "thread_cpu" if threads == 1 else "wall"
         self.clock = time.thread_time if threads == 1 else time.perf_counter
-
-    @property
-    def version(self) -> str:
-        return self.ort.__version__
 
     def session(self, model):
         so = self.ort.SessionOptions()
@@ -97,36 +94,33 @@ class OnnxRuntimeRunner:
     def measure(self, models: list) -> list[list[float]]:
         """Timed samples (ms) of each model, interleaved in rounds."""
         with pinned(self.threads):
-            return self._measure(models)
-
-    def _measure(self, models: list) -> list[list[float]]:
-        b = self.budget
-        runs = []
-        for model in models:
-            sess = self.session(model)
-            inp = sess.get_inputs()[0]
-            feed = {inp.name: np.random.default_rng(0).standard_normal(inp.shape).astype(np.float32)}
-            for _ in range(b.warmup):
-                sess.run(None, feed)
-            runs.append((sess, feed))
-        samples = [[] for _ in models]
-        spent = [0.0] * len(models)
-        active = list(range(len(models)))
-        clock = self.clock
-        for rnd in range(b.max_rounds):
-            self.rng.shuffle(active)
-            for i in active:
-                sess, feed = runs[i]
-                for _ in range(b.runs_per_round):
-                    t0 = clock()
+            b = self.budget
+            runs = []
+            for model in models:
+                sess = self.session(model)
+                inp = sess.get_inputs()[0]
+                feed = {inp.name: np.random.default_rng(0).standard_normal(inp.shape).astype(np.float32)}
+                for _ in range(b.warmup):
                     sess.run(None, feed)
-                    samples[i].append((clock() - t0) * 1e3)
-                spent[i] += sum(samples[i][-b.runs_per_round:]) / 1e3
-            if rnd + 1 >= b.min_rounds:
-                active = [i for i in active if not self._done(samples[i], spent[i])]
-            if not active:
-                break
-        return samples
+                runs.append((sess, feed))
+            samples = [[] for _ in models]
+            spent = [0.0] * len(models)
+            active = list(range(len(models)))
+            clock = self.clock
+            for rnd in range(b.max_rounds):
+                self.rng.shuffle(active)
+                for i in active:
+                    sess, feed = runs[i]
+                    for _ in range(b.runs_per_round):
+                        t0 = clock()
+                        sess.run(None, feed)
+                        samples[i].append((clock() - t0) * 1e3)
+                    spent[i] += sum(samples[i][-b.runs_per_round:]) / 1e3
+                if rnd + 1 >= b.min_rounds:
+                    active = [i for i in active if not self._done(samples[i], spent[i])]
+                if not active:
+                    break
+            return samples
 
     def _done(self, x: list[float], spent: float) -> bool:
         b = self.budget
@@ -184,12 +178,3 @@ class CommandRunner:
                 for i in order:
                     samples[i].append(self.run_one(paths[i]))
         return samples
-
-
-def make_runner(kind: str, threads: int = 1, command: str | None = None, budget: Budget | None = None,
-                repeats: int = 3):
-    if kind == "onnxruntime":
-        return OnnxRuntimeRunner(threads, budget)
-    if kind == "command":
-        return CommandRunner(command or "", repeats)
-    raise UserError(f"unknown runner {kind!r} (expected onnxruntime or command)")

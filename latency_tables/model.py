@@ -14,6 +14,7 @@ import numpy as np
 from scipy.optimize import nnls
 
 from latency_tables.ops import Op
+from search_spaces.errors import UserError
 from search_spaces.ir import Block, Head
 
 FEATURES = ("dense_mmacs", "dw_mmacs", "mem_melems", "hswish_melems", "se_melems", "fc_mweights", "ops")
@@ -81,6 +82,12 @@ def fit_coefficients(X: np.ndarray, y: np.ndarray, columns: list[int]) -> np.nda
 RELATIVE = ("hswish_melems", "se_melems")
 
 
+def modelled_stats(ms: float) -> dict:
+    """Table statistics of a modelled op: the prediction, no spread, zero measurements."""
+    nan = float("nan")
+    return {"mean_ms": ms, "median_ms": ms, "p10_ms": nan, "p90_ms": nan, "std_ms": nan, "count": 0}
+
+
 @dataclass
 class OpModel:
     """Fitted coefficients (ms per unit of each feature) and where they came from.
@@ -103,10 +110,7 @@ class OpModel:
         return y
 
     def stats(self, op: Op) -> dict:
-        """Table statistics of a modelled op: the prediction, no spread, zero measurements."""
-        ms = float(self.predict([op])[0])
-        nan = float("nan")
-        return {"mean_ms": ms, "median_ms": ms, "p10_ms": nan, "p90_ms": nan, "std_ms": nan, "count": 0}
+        return modelled_stats(float(self.predict([op])[0]))
 
     def to_dict(self) -> dict:
         return {"features": list(FEATURES), "coef": self.coef, "relative": self.relative,
@@ -114,8 +118,6 @@ class OpModel:
 
     @classmethod
     def from_dict(cls, d: dict) -> "OpModel":
-        from search_spaces.errors import UserError
-
         unknown = set(d.get("coef", {})) | set(d.get("relative") or {})
         if not isinstance(d.get("coef"), dict) or unknown - set(FEATURES):
             raise UserError(f"op model: coefficients must be a mapping over {FEATURES}")

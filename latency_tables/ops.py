@@ -21,7 +21,7 @@ from search_spaces.counting import parts_count
 from search_spaces.errors import UserError
 from search_spaces.ir import (Arch, ArchError, Block, Head, Stem, block_token, head_token, parse_block, parse_head,
                               parse_stem, stem_token)
-from search_spaces.space import SearchSpace, StageChoice
+from search_spaces.space import SearchSpace
 
 _CONTEXT = re.compile(r"^r(\d+)(?:_x(\d+))?(?:_n(\d+))?$")
 
@@ -67,8 +67,6 @@ class Op:
 
 def parse_key(key: str) -> Op:
     """Op of a key string; UserError saying what is wrong with a malformed key."""
-    if isinstance(key, Op):
-        return key
     layer_text, sep, context = str(key).partition("@")
     m = _CONTEXT.match(context)
     if not sep or not m:
@@ -91,16 +89,22 @@ def parse_key(key: str) -> Op:
     return Op(layer, hw, cin, ncls or 0)
 
 
+def chain_ops(blocks, hw: int) -> tuple[list[Op], int]:
+    """Ops of blocks applied one after another from input size hw, and the output size."""
+    ops = []
+    for b in blocks:
+        ops.append(Op(b, hw, b.in_))
+        hw = conv_out(hw, b.kernel, b.stride)
+    return ops, hw
+
+
 def arch_ops(arch: Arch) -> list[tuple[str, Op]]:
     """(layer name, op) for every layer of `arch` at `arch.resolution`, in network order."""
-    ops = [("stem", Op(arch.stem, arch.resolution, arch.in_channels))]
-    hw = conv_out(arch.resolution, arch.stem.kernel, arch.stem.stride)
-    for i, b in enumerate(arch.blocks):
-        ops.append((f"block{i}", Op(b, hw, b.in_)))
-        hw = conv_out(hw, b.kernel, b.stride)
+    blocks, hw = chain_ops(arch.blocks, conv_out(arch.resolution, arch.stem.kernel, arch.stem.stride))
     head = replace(arch.head, dropout=0.2)  # dropout does not change inference cost
-    ops.append(("head", Op(head, hw, arch.last_channels, arch.num_classes)))
-    return ops
+    return [("stem", Op(arch.stem, arch.resolution, arch.in_channels)),
+            *((f"block{i}", op) for i, op in enumerate(blocks)),
+            ("head", Op(head, hw, arch.last_channels, arch.num_classes))]
 
 
 def op_onnx(op: Op):
@@ -112,35 +116,25 @@ def op_onnx(op: Op):
     return module_to_onnx(module, (1, op.cin, op.hw, op.hw), graph_name=op.kind)
 
 
-def stage_inputs(space: SearchSpace, resolution: int | None = None) -> list[int]:
-    """Input height/width of every stage (fixed by the skeleton's strides)."""
+def op_grid(space: SearchSpace, resolution: int | None = None) -> tuple[Op, list[list[dict]], list[Op]]:
+    """Every op of `space` laid out by where it can occur: the stem op; per stage, per input
+    width (the previous stage's widths, in order) and per choice (a tuple of indices in
+    `STAGE_DECISIONS` order), the stage's ops; the head op per width of the last stage."""
     r = resolution or space.resolution
     hw = conv_out(r, space.stem.kernel, space.stem.stride)
-    sizes = []
-    for st in space.stages:
-        sizes.append(hw)
-        hw = conv_out(hw, 3, st.stride)  # kernel size does not change the output size (same padding)
-    sizes.append(hw)
-    return sizes
+    stages, cins = [], [space.stem.out]
+    for s, skeleton in enumerate(space.stages):
+        options = space.stage_options(s)
+        choices = list(itertools.product(*(range(len(c)) for c in options.values())))
+        stages.append([{idx: chain_ops(space.stage_blocks(s, cin, space.stage_choice(s, idx)), hw)[0]
+                        for idx in choices} for cin in cins])
+        hw = conv_out(hw, 3, skeleton.stride)  # kernel size does not change the output size (same padding)
+        cins = options["width"]
+    return Op(space.stem, r, 3), stages, [Op(space.head, hw, c, space.num_classes) for c in cins]
 
 
 def space_ops(space: SearchSpace, resolution: int | None = None) -> list[Op]:
     """Every distinct op reachable in `space` at `resolution`, in a stable order."""
-    r = resolution or space.resolution
-    sizes = stage_inputs(space, r)
-    ops = {Op(space.stem, r, 3): None}
-    cins = [space.stem.out]
-    for s in range(len(space.stages)):
-        options = space.stage_options(s)
-        # depth only repeats the second block: two blocks cover every op of the stage
-        depth = min(2, max(options.pop("depth")))
-        for cin in cins:
-            for values in itertools.product(*options.values()):
-                hw = sizes[s]
-                for b in space.stage_blocks(s, cin, StageChoice(**dict(zip(options, values)), depth=depth)):
-                    ops[Op(b, hw, b.in_)] = None
-                    hw = conv_out(hw, b.kernel, b.stride)
-        cins = list(options["width"])
-    for cin in cins:
-        ops[Op(space.head, sizes[-1], cin, space.num_classes)] = None
-    return list(ops)
+    stem, stages, heads = op_grid(space, resolution)
+    blocks = [op for stage in stages for by_choice in stage for ops in by_choice.values() for op in ops]
+    return list(dict.fromkeys([stem, *blocks, *heads]))

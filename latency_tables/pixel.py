@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from latency_tables.missing import Predict
-from latency_tables.model import FEATURES, RELATIVE, OpModel, feature_matrix, fit_coefficients, head_features, leave_one_out
+from latency_tables.model import (FEATURES, RELATIVE, OpModel, feature_matrix, fit_coefficients, head_features,
+                                  leave_one_out, modelled_stats)
 from latency_tables.ops import Op, space_ops
 from latency_tables.published import read_entries
 from latency_tables.table import LatencyTable, new_metadata, op_row
@@ -53,12 +54,8 @@ def fit_pixel(pixel_yaml: str | Path, note10_yamls: list[str | Path]) -> tuple[O
     base_cols = [i for i, k in enumerate(FEATURES) if k not in RELATIVE]
     coef = fit_coefficients(X, y, base_cols)
     loo = leave_one_out(X, y, base_cols)
-    nX, ny = [], []
-    for path in note10_yamls:
-        _, Xi, yi = entry_matrix(path, "ofa")
-        nX.append(Xi)
-        ny.append(yi)
-    nX, ny = np.vstack(nX), np.concatenate(ny)
+    note10 = [entry_matrix(path, "ofa") for path in note10_yamls]
+    nX, ny = np.vstack([m[1] for m in note10]), np.concatenate([m[2] for m in note10])
     ncoef = fit_coefficients(nX, ny, list(range(len(FEATURES))))
     nloo = leave_one_out(nX, ny, list(range(len(FEATURES))))
     model = OpModel(dict(zip(FEATURES, map(float, coef))), relative=dict(zip(FEATURES, map(float, ncoef))),
@@ -77,10 +74,7 @@ def pixel_table(model: OpModel, space, resolution: int | None = None) -> Latency
     """Every op of `space` predicted by the model, marked `model`."""
     r = resolution or space.resolution
     ops = space_ops(space, r)
-    pred = model.predict(ops)
-    nan = float("nan")
-    rows = [op_row(op, {"mean_ms": ms, "median_ms": ms, "p10_ms": nan, "p90_ms": nan, "std_ms": nan, "count": 0},
-                   "model") for op, ms in zip(ops, pred)]
+    rows = [op_row(op, modelled_stats(ms), "model") for op, ms in zip(ops, model.predict(ops))]
     meta = new_metadata("pixel_cpu", space.name, r, threads=1, runtime="tflite (modelled)", cpu="Pixel 1 (model)",
                         cores=1, runtime_version="TF-Lite of 2018 (ProxylessNAS measurements)",
                         op_model=model.to_dict())

@@ -52,16 +52,12 @@ def machine_fingerprint() -> dict:
     return {"cpu": cpu, "cores": os.cpu_count(), "runtime": "onnxruntime", "runtime_version": ort.__version__}
 
 
-def new_metadata(device: str, space: str, resolution: int, threads: int, runtime: str = "onnxruntime",
-                 **extra) -> dict:
-    meta = {"device": device, **machine_fingerprint(), "threads": threads, "resolution": resolution,
+def new_metadata(device: str, space: str, resolution: int, threads: int, **extra) -> dict:
+    """A new table's metadata; `extra` adds to it or overrides it (a table of another runtime
+    names its own runtime, runtime_version, cpu and cores instead of this machine's)."""
+    return {"device": device, **machine_fingerprint(), "threads": threads, "resolution": resolution,
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "space": space,
-            "schema_version": SCHEMA_VERSION, "statistic": "median_ms", "network_term": dict(NO_TERM)}
-    if runtime != "onnxruntime":
-        meta.update(runtime=runtime, runtime_version=extra.pop("runtime_version", "unknown"),
-                    cpu=extra.pop("cpu", "unknown"), cores=extra.pop("cores", None))
-    meta.update(extra)
-    return meta
+            "schema_version": SCHEMA_VERSION, "statistic": "median_ms", "network_term": dict(NO_TERM), **extra}
 
 
 def op_row(op: Op, stats: dict, source: str) -> dict:
@@ -154,7 +150,6 @@ class LatencyTable:
         if space is not None:
             from latency_tables.fast import SpacePredictor
             return SpacePredictor.for_table(self, space).predict(archs)
-        archs = list(archs)
         return np.array([self.query_total(a) for a in archs], dtype=float)
 
     def _check_resolution(self, arch: Arch) -> None:

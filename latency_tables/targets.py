@@ -11,14 +11,10 @@ from search_spaces.errors import UserError
 TARGETS = ("pixel_cpu", "local_cpu")
 
 
-def cache_dir() -> Path:
-    """The user's cache directory for this project (respects XDG_CACHE_HOME)."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "hw-nas" / "latency"
-
-
 def local_cpu_path(threads: int = 1) -> Path:
-    return cache_dir() / f"local_cpu_t{threads}.csv"
+    """This machine's table in the user's cache directory (respects XDG_CACHE_HOME)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "hw-nas" / "latency" / f"local_cpu_t{threads}.csv"
 
 
 def local_cpu(threads: int = 1, space: str = "mnv3", resolution: int = 224) -> LatencyTable:

@@ -11,16 +11,6 @@ from scipy.stats import kendalltau
 from latency_tables.build import measure_networks
 
 
-def error_stats(predicted, measured) -> dict:
-    """RMSE, RMSPE, share within +-5% / +-10%, Kendall's tau of predicted vs measured ms."""
-    p, m = np.asarray(predicted, float), np.asarray(measured, float)
-    rel = (p - m) / m
-    return {"n": len(m), "rmse_ms": float(np.sqrt(np.mean((p - m) ** 2))),
-            "rmspe_pct": float(np.sqrt(np.mean(rel ** 2)) * 100),
-            "within_5pct": float(np.mean(np.abs(rel) <= 0.05)), "within_10pct": float(np.mean(np.abs(rel) <= 0.10)),
-            "kendall_tau": float(kendalltau(p, m).statistic), "mean_rel_err_pct": float(rel.mean() * 100)}
-
-
 def validate_table(table, space, runner, samples: int = 100, seed: int = 12345,
                    out: str | Path | None = None) -> tuple[dict, pd.DataFrame]:
     """Measure `samples` random archs of `space` end to end and compare with the table."""
@@ -29,9 +19,13 @@ def validate_table(table, space, runner, samples: int = 100, seed: int = 12345,
     archs = [space.decode(space.sample(rng)).replace(resolution=r) for _ in range(samples)]
     predicted = np.array([table.query_total(a) for a in archs])
     measured = measure_networks(archs, runner)
+    rel = (predicted - measured) / measured
     df = pd.DataFrame({"arch": [a.to_string() for a in archs], "predicted_ms": predicted,
-                       "measured_ms": measured, "rel_err": (predicted - measured) / measured})
-    stats = error_stats(predicted, measured)
+                       "measured_ms": measured, "rel_err": rel})
+    stats = {"n": len(measured), "rmse_ms": float(np.sqrt(np.mean((predicted - measured) ** 2))),
+             "rmspe_pct": float(np.sqrt(np.mean(rel ** 2)) * 100),
+             "within_5pct": float(np.mean(np.abs(rel) <= 0.05)), "within_10pct": float(np.mean(np.abs(rel) <= 0.10)),
+             "kendall_tau": float(kendalltau(predicted, measured).statistic), "mean_rel_err_pct": float(rel.mean() * 100)}
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)

@@ -114,15 +114,11 @@ def slices(arch: Arch, unit: Unit) -> list[tuple[str, int]]:
     return [kv for i, chset in _touched(arch, unit) for kv in part_slices(*_layer(arch, i), chset)]
 
 
-def _filters(arch: Arch, unit: Unit) -> list[str]:
-    """Conv weights whose output filters (axis 0) create the unit's channels."""
-    return [k for i, chset in _touched(arch, unit) for k in filters(*_layer(arch, i), chset)]
-
-
 def channel_scores(model: Net, unit: Unit) -> torch.Tensor:
     """L2 norm of each channel's filters (summed in square over all convs writing the channel)."""
     state = model.state_dict()
-    sq = sum(state[k].detach().flatten(1).pow(2).sum(1) for k in _filters(model.arch, unit))
+    weights = [k for i, chset in _touched(model.arch, unit) for k in filters(*_layer(model.arch, i), chset)]
+    sq = sum(state[k].detach().flatten(1).pow(2).sum(1) for k in weights)
     return sq.sqrt()
 
 

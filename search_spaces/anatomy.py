@@ -60,11 +60,6 @@ class Part:
             return (Param("weight", 0, 1), Param("bias", 0))
         return ()
 
-    @property
-    def filters(self) -> str | None:
-        """The weight whose axis-0 filters create this part's output channels."""
-        return {"conv": "0.weight", "linear": "weight"}.get(self.kind)
-
     def key(self, layer: str, param: str) -> str:
         """Full state-dict key of `param` in the layer at module path `layer`."""
         return ".".join(p for p in (layer, self.path, param) if p)
@@ -99,9 +94,12 @@ def has_expand(b: Block) -> bool:
     return b.op == "ir" and b.mid != b.in_
 
 
-def kind_name(b: Block) -> str:
-    """conv / dwsep / mbconv, with the kernel: how `arch show` names a block."""
-    return ("conv" if b.op == "conv" else "mbconv" if has_expand(b) else "dwsep") + f"{b.kernel}x{b.kernel}"
+def kind_name(layer: Stem | Block | Head) -> str:
+    """How `arch show` names a layer: conv / dwsep / mbconv with the kernel, or the head's type."""
+    if isinstance(layer, Head):
+        return f"head_{layer.type}"
+    conv = isinstance(layer, Stem) or layer.op == "conv"
+    return ("conv" if conv else "mbconv" if has_expand(layer) else "dwsep") + f"{layer.kernel}x{layer.kernel}"
 
 
 def with_channels(b: Block, in_: int | None = None, out: int | None = None, mid: int | None = None) -> Block:
@@ -175,5 +173,5 @@ def slices(parts: tuple[Part, ...], layer: str, channel_set: str) -> list[tuple[
 
 def filters(parts: tuple[Part, ...], layer: str, channel_set: str) -> list[str]:
     """Weights whose filters create `channel_set` from another set (what channel norms rank)."""
-    return [part.key(layer, part.filters) for part in parts
-            if part.out_set == channel_set and part.in_set != channel_set and part.filters]
+    return [part.key(layer, part.params[0].name) for part in parts  # conv and linear: weight first
+            if part.kind in ("conv", "linear") and part.out_set == channel_set and part.in_set != channel_set]

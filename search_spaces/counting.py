@@ -33,17 +33,14 @@ def parts_count(parts: tuple[Part, ...], hw: int) -> tuple[int, int, int]:
 
 
 def layer_counts(arch: Arch, resolution: int | None = None) -> list[LayerCount]:
-    r = resolution or arch.resolution
-    s = arch.stem
-    p, m, hw = parts_count(layer_parts(s, arch.in_channels), r)
-    rows = [LayerCount(0, "stem", f"conv{s.kernel}x{s.kernel}", (arch.in_channels, r, r), (s.out, hw, hw), p, m)]
-    for i, b in enumerate(arch.blocks, 1):
-        p, m, out_hw = parts_count(layer_parts(b, b.in_), hw)
-        rows.append(LayerCount(i, f"block{i - 1}", kind_name(b), (b.in_, hw, hw), (b.out, out_hw, out_hw), p, m))
+    hw, rows = resolution or arch.resolution, []
+    layers = [("stem", arch.stem, arch.in_channels), *((f"block{i}", b, b.in_) for i, b in enumerate(arch.blocks)),
+              ("head", arch.head, arch.last_channels)]
+    for i, (name, layer, cin) in enumerate(layers):
+        parts = layer_parts(layer, cin, arch.num_classes)
+        p, m, out_hw = parts_count(parts, hw)
+        rows.append(LayerCount(i, name, kind_name(layer), (cin, hw, hw), (parts[-1].cout, out_hw, out_hw), p, m))
         hw = out_hw
-    h, cin = arch.head, arch.last_channels
-    p, m, _ = parts_count(layer_parts(h, cin, arch.num_classes), hw)
-    rows.append(LayerCount(len(arch.blocks) + 1, "head", f"head_{h.type}", (cin, hw, hw), (arch.num_classes, 1, 1), p, m))
     return rows
 
 

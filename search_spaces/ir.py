@@ -296,6 +296,11 @@ def _kernel(where: str, kernel) -> None:
         raise ArchError(f"{where}: field 'kernel' must be odd, got {kernel}")
 
 
+def _one_of(where: str, name: str, value, options: tuple) -> None:
+    if value not in options:
+        raise ArchError(f"{where}: field '{name}' is {value!r}, expected one of {options}")
+
+
 def validate(arch: Arch) -> None:
     """Raise ArchError naming the block and the field of the first problem found."""
     _positive("arch", "resolution", arch.resolution, MAX_RESOLUTION)
@@ -305,13 +310,11 @@ def validate(arch: Arch) -> None:
     _positive("stem", "out", s.out)
     _kernel("stem", s.kernel)
     _positive("stem", "stride", s.stride, MAX_STEM_STRIDE)
-    if s.act not in ACTIVATIONS:
-        raise ArchError(f"stem: field 'act' is {s.act!r}, expected one of {ACTIVATIONS}")
+    _one_of("stem", "act", s.act, ACTIVATIONS)
     prev = s.out
     for i, b in enumerate(arch.blocks):
         where = f"block {i}"
-        if b.op not in BLOCK_OPS:
-            raise ArchError(f"{where}: field 'op' is {b.op!r}, expected one of {BLOCK_OPS}")
+        _one_of(where, "op", b.op, BLOCK_OPS)
         for f, v in (("in", b.in_), ("out", b.out), ("mid", b.mid), ("stride", b.stride)):
             _positive(where, f, v)
         _kernel(where, b.kernel)
@@ -319,14 +322,12 @@ def validate(arch: Arch) -> None:
             raise ArchError(f"{where}: field 'stride' must be 1 or 2, got {b.stride}")
         if b.in_ != prev:
             raise ArchError(f"{where}: field 'in' is {b.in_} but the previous layer outputs {prev} channels")
-        if b.act not in ACTIVATIONS:
-            raise ArchError(f"{where}: field 'act' is {b.act!r}, expected one of {ACTIVATIONS}")
+        _one_of(where, "act", b.act, ACTIVATIONS)
         if b.op == "conv" and b.mid != b.out:
             raise ArchError(f"{where}: field 'mid' must equal 'out' for a plain conv block")
         if b.se is not None:
             _positive(f"{where} se", "squeeze", b.se.squeeze)
-            if b.se.gate not in GATES:
-                raise ArchError(f"{where}: field 'se.gate' is {b.se.gate!r}, expected one of {GATES}")
+            _one_of(where, "se.gate", b.se.gate, GATES)
         if not isinstance(b.residual, bool):
             raise ArchError(f"{where}: field 'residual' must be true or false")
         if b.residual and (b.stride != 1 or b.in_ != b.out):
@@ -334,11 +335,9 @@ def validate(arch: Arch) -> None:
                             f"(stride {b.stride}, in {b.in_}, out {b.out})")
         prev = b.out
     h = arch.head
-    if h.type not in HEAD_TYPES:
-        raise ArchError(f"head: field 'type' is {h.type!r}, expected one of {HEAD_TYPES}")
+    _one_of("head", "type", h.type, HEAD_TYPES)
     _positive("head", "conv", h.conv)
-    if h.act not in ACTIVATIONS:
-        raise ArchError(f"head: field 'act' is {h.act!r}, expected one of {ACTIVATIONS}")
+    _one_of("head", "act", h.act, ACTIVATIONS)
     if h.type == "mnv3":
         _positive("head", "hidden", h.hidden)
     elif h.hidden is not None:

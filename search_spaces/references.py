@@ -100,13 +100,8 @@ def proxylessnas_mobile() -> Arch:
                 name="proxylessnas_mobile")
 
 
-REFERENCES = {
-    "mobilenet_v3_large": mobilenet_v3_large,
-    "mobilenet_v3_small": mobilenet_v3_small,
-    "mobilenet_v2": mobilenet_v2,
-    "mnasnet_a1": mnasnet_a1,
-    "proxylessnas_mobile": proxylessnas_mobile,
-}
+REFERENCES = {f.__name__: f for f in (mobilenet_v3_large, mobilenet_v3_small, mobilenet_v2, mnasnet_a1,
+                                       proxylessnas_mobile)}
 
 
 def reference(name: str, width: float = 1.0) -> Arch:

@@ -15,7 +15,7 @@ import random
 from dataclasses import dataclass
 
 from search_spaces.errors import UserError
-from search_spaces.ir import Arch, ArchError, Block, Head, Stem
+from search_spaces.ir import Arch, Block, Head, Stem
 from search_spaces.references import make_divisible, mnv3_se
 
 # conv ops: (name, expansion); expansion None = depthwise-separable, 0 = plain kxk conv
@@ -96,16 +96,10 @@ class SearchSpace:
         return vector
 
     def stage_blocks(self, s: int, cin: int, choice: StageChoice) -> list[Block]:
-        blocks = []
+        blocks, expansion = [], CONV_OPS[choice.op]
         for i in range(choice.depth):
             stride = self.stages[s].stride if i == 0 else 1
-            expansion = CONV_OPS[choice.op]
-            if expansion == 0:
-                mid = choice.width
-            elif expansion is None:
-                mid = cin
-            else:
-                mid = cin * expansion
+            mid = choice.width if expansion == 0 else cin * (expansion or 1)  # dwsep: mid = in
             se = mnv3_se(mid) if choice.se else None
             residual = choice.skip == "identity" and stride == 1 and cin == choice.width
             blocks.append(Block("conv" if expansion == 0 else "ir", cin, choice.width, mid, choice.kernel, stride,
@@ -194,6 +188,3 @@ def get_space(name: str) -> SearchSpace:
     except KeyError:
         raise UserError(f"unknown search space {name!r} (known: {', '.join(sorted(SPACES))})") from None
 
-
-__all__ = ["SPACES", "STAGE_DECISIONS", "ArchError", "Decision", "SearchSpace", "StageChoice", "StageSkeleton",
-           "get_space"]
