@@ -99,9 +99,14 @@ def has_expand(b: Block) -> bool:
     return b.op == "ir" and b.mid != b.in_
 
 
+def block_kind(b: Block) -> str:
+    """conv / dwsep / mbconv: which set of weights a block has (its parts differ by kind)."""
+    return "conv" if b.op == "conv" else "mbconv" if has_expand(b) else "dwsep"
+
+
 def kind_name(b: Block) -> str:
     """conv / dwsep / mbconv, with the kernel: how `arch show` names a block."""
-    return ("conv" if b.op == "conv" else "mbconv" if has_expand(b) else "dwsep") + f"{b.kernel}x{b.kernel}"
+    return block_kind(b) + f"{b.kernel}x{b.kernel}"
 
 
 def with_channels(b: Block, in_: int | None = None, out: int | None = None, mid: int | None = None) -> Block:
