@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 from search_spaces.errors import UserError
@@ -97,6 +97,7 @@ class RunConfig:
     created: str
     versions: dict
     latency_table: dict
+    evaluator: str = "train"    # train | supernet:DIR (absolute); absent from older config.json files
 
     def __post_init__(self):
         check_numbers(asdict(self))
@@ -116,7 +117,8 @@ class RunConfig:
         if not isinstance(doc, dict):
             raise UserError(f"{source} must hold a JSON object, not {type(doc).__name__}")
         names = [f.name for f in fields(cls)]
-        missing = [n for n in (names if needed is None else needed) if n not in doc]
+        required = [f.name for f in fields(cls) if f.default is MISSING]
+        missing = [n for n in (required if needed is None else needed) if n not in doc]
         if missing:
             raise UserError(f"{source} lacks {', '.join(missing)}")
-        return cls(**{n: doc.get(n) for n in names})
+        return cls(**{n: doc.get(n) for n in names if n in doc or n in required})

@@ -35,6 +35,8 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
     p.add_argument("--lr", type=float, default=DEFAULTS["lr"])
     p.add_argument("--optimizer", default="sgd", choices=["sgd", "rmsprop"])
+    p.add_argument("--evaluator", default="train",
+                   help="train (each candidate for --epochs) or supernet:DIR (its slice of a trained supernet)")
     p.add_argument("--trials", type=int, help=f"candidates to evaluate (default {DEFAULTS['trials']}; "
                                               "with --resume: continue the search up to this many)")
     p.add_argument("--workers", type=int, default=1, help="trials at once (this machine's threads are split)")
@@ -69,6 +71,7 @@ def new_config(args) -> RunConfig:
     from nas.controllers import make_controller
     from nas.data import absolute_spec, data_sizes
     from nas.reward import Reward
+    from nas.supernet.scoring import check_evaluator
     from search_spaces.references import reference
     from search_spaces.space import get_space
 
@@ -87,6 +90,7 @@ def new_config(args) -> RunConfig:
     else:
         latency_target, source = args.latency_target, "--latency-target"
     reward = Reward(args.reward, latency_target, args.w)
+    evaluator = check_evaluator(args.evaluator, space.name, sizes.num_classes, args.resolution)
     make_controller(args.controller, space, seed=args.seed, n_objectives=reward.n_objectives)
     return RunConfig(
         space=space.name, reference=space.reference, target=absolute_target(args.target),
@@ -97,7 +101,7 @@ def new_config(args) -> RunConfig:
         seed=args.seed, epochs=args.epochs, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
         optimizer=args.optimizer, trials=args.trials, workers=args.workers,
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        versions=_versions(), latency_table=table.metadata)
+        versions=_versions(), latency_table=table.metadata, evaluator=evaluator)
 
 
 def search(args) -> int:

@@ -1,14 +1,28 @@
-"""The weight-sharing supernet: exact slices and the importance sort."""
+"""The weight-sharing supernet: exact slices, importance sort, train / interrupt / resume, export,
+scoring, and a supernet-scored search end to end, on a tiny supernet over digits."""
+import json
 import random
 
+import pandas as pd
+import pytest
 import torch
 
+from nas.cli import main
+from nas.run_config import RunConfig
+from nas.supernet.directory import SupernetDir
 from nas.supernet.elastic import named_tensors, sort_channels
 from nas.supernet.model import Supernet
+from nas.supernet.scoring import recalibrated_subnet, score
+from nas.supernet.training import flips
+from nas.data import load_data
+from search_spaces.builder import build_model
+from search_spaces.ir import Arch
 from search_spaces.proxy import for_proxy
 from search_spaces.space import STAGE_DECISIONS, get_space
 
 SPACE = get_space("mnv3_small")
+TINY = ["--space", "mnv3_small", "--data", "digits", "--train-subset", "48", "--batch-size", "16",
+        "--random-candidates", "1", "--quiet"]
 
 
 def scrambled_supernet(seed=0) -> Supernet:
@@ -69,3 +83,115 @@ def test_the_importance_sort_keeps_the_largest_network_and_orders_filters():
         importance = sum(tensors[k].abs().flatten(1).sum(1) for k in makers)
         assert (importance[:-1] >= importance[1:]).all()
     assert len(sets) > len(SPACE.stages)  # widths and expanded channels
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("supernet") / "sn"
+    assert main(["supernet", "train", *TINY, "--epochs", "2", "--out", str(out)]) == 0
+    return out
+
+
+def test_an_interrupted_training_resumes_to_the_same_weights(trained, tmp_path, monkeypatch):
+    out = tmp_path / "sn"
+    save = SupernetDir.save_state
+
+    def save_then_die(self, state, history):  # killed right after the first epoch was saved
+        save(self, state, history)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(SupernetDir, "save_state", save_then_die)
+    assert main(["supernet", "train", *TINY, "--epochs", "2", "--out", str(out)]) == 130
+    monkeypatch.setattr(SupernetDir, "save_state", save)
+    assert SupernetDir(out).state()["epoch"] == 1
+    assert main(["supernet", "train", "--resume", str(out), "--quiet"]) == 0
+    resumed, straight = SupernetDir(out).state(), SupernetDir(trained).state()
+    assert resumed["epoch"] == straight["epoch"] == 2
+    for k, v in straight["model"].items():
+        assert torch.equal(resumed["model"][k], v), k
+    history = pd.read_csv(out / "epochs.csv")
+    assert history["epoch"].tolist() == [1, 2] and (history["loss"] > 0).all()
+
+
+def test_training_moves_the_weights_and_lowers_the_loss(trained):
+    state = SupernetDir(trained).state()
+    fresh = SupernetDir(trained).model(SupernetDir(trained).config()).state_dict()
+    assert any(not torch.equal(fresh[k], v) for k, v in state["model"].items() if k.endswith("weight"))
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_export_writes_the_recalibrated_slice(trained, tmp_path):
+    model, cfg = SupernetDir(trained).trained()
+    vector = SPACE.sample(random.Random(3))
+    arch = SPACE.decode(vector)
+    out = tmp_path / "export"
+    assert main(["supernet", "export", str(trained), arch.to_string(), "--out", str(out)]) == 0
+    exported = Arch.from_json((out / "arch.json").read_text())
+    assert exported == arch.replace(num_classes=10)
+    net = build_model(for_proxy(exported, cfg.resolution))
+    net.load_state_dict(torch.load(out / "model.pt", weights_only=True))
+    data = load_data(cfg.data, resolution=cfg.resolution, train_subset=cfg.train_subset, seed=cfg.seed)
+    cand = model.candidate(vector)
+    recalibrated_subnet(model, cand, data, flips(cfg.data), cfg.seed)
+    x = torch.randn(4, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(net.eval()(x), model(x, cand), atol=1e-5)
+        # recalibration changed the statistics the supernet had stored for this slice
+        assert not torch.allclose(net(x), SupernetDir(trained).trained()[0](x, cand), atol=1e-5)
+    assert 0 <= json.loads((out / "supernet.json").read_text())["val_accuracy"] <= 1
+
+
+def test_an_arch_outside_the_space_is_one_line(trained, tmp_path, capsys):
+    assert main(["supernet", "export", str(trained), "mobilenet_v2", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not in space mnv3_small" in err
+
+
+def test_a_supernet_scored_search(trained, tmp_path):
+    run = tmp_path / "run"
+    assert main(["search", "--space", "mnv3_small", "--evaluator", f"supernet:{trained}", "--controller", "random",
+                 "--trials", "3", "--train-subset", "48", "--resolution", "16", "--out", str(run), "--quiet"]) == 0
+    cfg = RunConfig.from_json((run / "config.json").read_text(), "config.json")
+    assert cfg.evaluator == f"supernet:{trained}"
+    trials = pd.read_csv(run / "trials.csv")
+    assert len(trials) == 3 and (trials["status"] == "ok").all()
+    model, scfg = SupernetDir(trained).trained()
+    data = load_data(cfg.data, resolution=16, train_subset=48, seed=0)
+    for row in trials.itertuples():  # the accuracy is the slice's, recalibrated, on the search's data
+        vector = SPACE.encode(Arch.from_string(row.arch).replace(num_classes=SPACE.num_classes))
+        assert row.accuracy == pytest.approx(score(model, model.candidate(vector), data, False, 0)[1])
+
+
+@pytest.mark.parametrize("evaluator, message", [
+    ("supernet:/nonexistent/sn", "supernet settings not found"),
+    ("magic", "--evaluator must be 'train' or 'supernet:DIR'"),
+])
+def test_a_bad_evaluator_is_one_line(evaluator, message, tmp_path, capsys):
+    assert main(["search", "--evaluator", evaluator, "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and not (tmp_path / "run").exists()
+
+
+def test_a_supernet_of_another_space_is_refused(trained, tmp_path, capsys):
+    assert main(["search", "--space", "mnv3", "--evaluator", f"supernet:{trained}", "--resolution", "16",
+                 "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert "trained for space mnv3_small" in capsys.readouterr().err
+
+
+def test_an_older_config_without_evaluator_still_loads(trained, tmp_path):
+    doc = {f: 1 for f in RunConfig.__dataclass_fields__ if f != "evaluator"}
+    doc.update(space="mnv3", w=None, exponents=[], train_subset=None, steps=None, versions={}, latency_table={})
+    assert RunConfig.from_json(json.dumps(doc), "config.json").evaluator == "train"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--epochs", "0"], "--epochs must be positive"),
+    (["--random-candidates", "-1"], "--random-candidates must be a whole number"),
+    (["--device", "tpu9"], "--device"),
+    (["--space", "nope"], "unknown search space"),
+])
+def test_bad_training_input_is_one_line(argv, message, tmp_path, capsys):
+    out = tmp_path / "sn"
+    assert main(["supernet", "train", *TINY, *argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and not out.exists()
