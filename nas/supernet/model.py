@@ -15,6 +15,7 @@ the supernet's forward and an exported subnet are the same code on the same numb
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 from torch import nn
@@ -80,13 +81,11 @@ class Supernet(nn.Module):
         places = tuple((s, i) for s, d in enumerate(depths) for i in range(d))
         return Candidate(tuple(vector), arch, places)
 
-    def extreme(self, pick) -> Candidate:
-        """The largest (`pick=max`) or smallest (`min`) candidate: every decision at the choice
-        that uses most (least) of the shared weights."""
-        vector = [max(range(len(d.choices)), key=lambda c: _size(d.name, d.choices[c])) if pick is max
-                  else min(range(len(d.choices)), key=lambda c: _size(d.name, d.choices[c]))
-                  for d in self.space.decisions()]
-        return self.candidate(vector)
+    def extreme(self, pick=max) -> Candidate:
+        """The largest (`pick=max`) or smallest (`pick=min`) candidate: every decision at the
+        choice that uses most (least) of the shared weights."""
+        return self.candidate([pick(range(len(d.choices)), key=lambda c, d=d: _size(d.name, d.choices[c]))
+                               for d in self.space.decisions()])
 
     def supernet_key(self, cand: Candidate, key: str) -> str:
         """The supernet's entry holding the subnet's state-dict entry `key`."""
@@ -102,10 +101,8 @@ class Supernet(nn.Module):
         return {k: slice_to(own[self.supernet_key(cand, k)], shape) for k, shape in shapes.items()}
 
     def forward(self, x: torch.Tensor, cand: Candidate) -> torch.Tensor:
-        with torch.device("meta"):
-            net = build_model(cand.arch)
+        net, shapes = _shell(cand.arch)
         net.train(self.training)
-        shapes = {k: v.shape for k, v in net.state_dict().items()}
         return functional_call(net, self.weights(cand, shapes), (x,))
 
     @torch.no_grad()
@@ -137,6 +134,16 @@ class Supernet(nn.Module):
             else:
                 entries += slices(head_parts(self.space.head, self.head_in, self.num_classes), "head", "in")
             yield entries, makers
+
+
+@lru_cache(maxsize=64)
+def _shell(arch: Arch) -> tuple[Net, dict[str, torch.Size]]:
+    """The builder's network for `arch` on the meta device (no storage) and its state-dict shapes.
+    Cached: building one costs about as much as a forward pass, and the largest and the smallest
+    candidate run every training step."""
+    with torch.device("meta"):
+        net = build_model(arch)
+    return net, {k: v.shape for k, v in net.state_dict().items()}
 
 
 def _size(decision: str, value) -> float:
