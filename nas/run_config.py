@@ -101,6 +101,9 @@ class RunConfig:
 
     def __post_init__(self):
         check_numbers(asdict(self))
+        if not isinstance(self.evaluator, str) or not (self.evaluator == "train"
+                                                       or self.evaluator.startswith("supernet:")):
+            raise UserError(f"evaluator must be 'train' or 'supernet:DIR', got {self.evaluator!r}")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, default=str) + "\n"
