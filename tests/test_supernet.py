@@ -198,3 +198,32 @@ def test_bad_training_input_is_one_line(argv, message, tmp_path, capsys):
     assert main(["supernet", "train", *TINY, *argv, "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err and not out.exists()
+
+
+def test_each_step_trains_the_largest_the_smallest_and_random_ones_distilled(tmp_path, monkeypatch):
+    import nas.supernet.training as training
+
+    calls, targets = [], []
+    forward, kl_div = Supernet.forward, training.F.kl_div
+
+    def recording_forward(self, x, cand):
+        out = forward(self, x, cand)
+        calls.append((cand.vector, out.detach()))
+        return out
+
+    def recording_kl_div(log_probs, target, **kw):
+        targets.append(target)
+        return kl_div(log_probs, target, **kw)
+
+    monkeypatch.setattr(Supernet, "forward", recording_forward)
+    monkeypatch.setattr(training.F, "kl_div", recording_kl_div)
+    assert main(["supernet", "train", *TINY, "--epochs", "1", "--out", str(tmp_path / "sn")]) == 0
+    model = Supernet(SPACE, 10, 16)
+    largest, smallest = model.extreme(max).vector, model.extreme(min).vector
+    steps = [calls[i:i + 3] for i in range(0, len(calls), 3)]
+    assert len(steps) == 3 and len(targets) == 2 * len(steps)  # 48 images, batches of 16; 2 students each
+    for n, ((big, teacher), (small, _), (rand, _)) in enumerate(steps):
+        assert big == largest and small == smallest and rand not in (largest, smallest)
+        for target in targets[2 * n:2 * n + 2]:  # students learn the largest's soft predictions
+            assert torch.allclose(target, teacher.softmax(1))
+    assert len({step[2][0] for step in steps}) == len(steps)  # a new random candidate every step
