@@ -1,3 +1,4 @@
-"""A weight-sharing supernet over a search space (Once-for-All / BigNAS): train once, then score
-any candidate with its slice of the shared weights (`model`), train it with the sandwich rule
-(`training`), score candidates for a search (`scoring`), export a candidate as a plain model."""
+"""A weight-sharing supernet over a search space (Once-for-All / BigNAS): train it once, then score
+any candidate with its slice of the shared weights. `elastic`: how a shared tensor serves a smaller
+choice; `model`: the network; `directory`: its files; `training`: the sandwich rule; `scoring`:
+candidates scored and exported with recalibrated BatchNorm."""

@@ -79,5 +79,5 @@ def score(supernet: Supernet, cand: Candidate, data: Data, flip: bool, seed: int
 
 def supernet_accuracy(job: dict, data: Data) -> tuple[Net, float]:
     """A search job's candidate scored by the supernet of `job["evaluator"]`."""
-    supernet, cfg = cached_supernet(evaluator_dir(job["evaluator"]))
+    supernet, _ = cached_supernet(evaluator_dir(job["evaluator"]))
     return score(supernet, supernet.candidate(job["vector"]), data, flips(job["data"]), job["seed"])

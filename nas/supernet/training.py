@@ -20,7 +20,7 @@ from torch import nn
 from tqdm import tqdm
 
 from nas.data import load_data
-from nas.supernet.directory import SupernetConfig, SupernetDir
+from nas.supernet.directory import SupernetDir
 from nas.supernet.elastic import sort_channels
 from nas.training import TrainConfig, TrainingDiverged, _augment, _optimizer
 from search_spaces.errors import UserError
