@@ -16,6 +16,7 @@ from search_spaces.errors import UserError  # noqa: E402
 COMMAND_GROUPS = [
     ("nas.arch_cli", "register"),
     ("nas.search_cli", "register"),
+    ("nas.supernet_cli", "register"),
     ("latency_tables.cli", "register"),
 ]
 

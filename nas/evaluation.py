@@ -1,4 +1,5 @@
-"""Evaluating one candidate: latency, MACs and params of its deployment arch, then real proxy training.
+"""Evaluating one candidate: latency, MACs and params of its deployment arch, then real proxy training
+(or, with `--evaluator supernet:DIR`, its slice of a trained supernet, see `nas.supernet.scoring`).
 
 `evaluate_candidate(job)` is plain Python (tests call it directly); `trainable` wraps it for Ray
 Tune. A candidate that raises or diverges comes back with status "failed" and the reason,
@@ -18,6 +19,7 @@ import torch
 from latency_tables import load_target
 from nas.data import load_data
 from nas.device import resolve_device
+from nas.supernet.scoring import supernet_accuracy
 from nas.training import TrainConfig, build_for_training, train
 from search_spaces.counting import count
 from search_spaces.ir import Arch
@@ -25,7 +27,7 @@ from search_spaces.space import get_space
 
 #: the keys of a run's config that a worker needs to evaluate a candidate
 JOB_KEYS = ("space", "target", "data", "resolution", "deploy_resolution", "train_subset", "seed",
-            "epochs", "steps", "batch_size", "lr", "optimizer", "threads")
+            "epochs", "steps", "batch_size", "lr", "optimizer", "threads", "evaluator")
 
 
 @lru_cache(maxsize=2)
@@ -88,10 +90,13 @@ def evaluate_candidate(job: dict) -> dict:
     try:
         cfg = train_config(job)  # a GPU asked for but absent on this node fails this trial only
         row["device"] = cfg.device
-        model = build_for_training(arch, data, seed=job["seed"])
-        result = train(model, cached_data(*data_key, cfg.device), cfg)
-        row.update(accuracy=result["val_acc"], train_loss=result["train_loss"],
-                   images_per_s=result["images_per_s"])
+        if job.get("evaluator", "train") == "train":
+            model = build_for_training(arch, data, seed=job["seed"])
+            result = train(model, cached_data(*data_key, cfg.device), cfg)
+            row.update(accuracy=result["val_acc"], train_loss=result["train_loss"],
+                       images_per_s=result["images_per_s"])
+        else:  # scored by a trained supernet's slice: no training, so no loss or speed
+            model, row["accuracy"] = supernet_accuracy(job, data)
         row["weights"] = state_dict_bytes(model)
     except Exception as e:  # any failure of one candidate is a result, not a crash of the search
         row.update(status="failed", reason=failure_reason(e))

@@ -42,6 +42,8 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, help="default 32 for digits, 64 otherwise")
     p.add_argument("--lr", type=float, help="default 0.1 for digits, 0.05 otherwise")
     p.add_argument("--optimizer", default="sgd", choices=["sgd", "rmsprop"])
+    p.add_argument("--evaluator", default="train",
+                   help="train (each candidate for --epochs) or supernet:DIR (its slice of a trained supernet)")
     p.add_argument("--trials", type=int, help="candidates to evaluate (default 8 for digits, 12 otherwise; "
                                               "with --resume: continue the search up to this many)")
     p.add_argument("--workers", type=int, default=1, help="trials at once (this machine's threads are split)")
@@ -85,6 +87,7 @@ def new_config(args) -> RunConfig:
     from nas.data import absolute_spec, data_sizes
     from nas.latency_window import LatencyWindow
     from nas.reward import Reward
+    from nas.supernet.scoring import check_evaluator
     from search_spaces.references import reference
     from search_spaces.space import get_space
 
@@ -105,6 +108,7 @@ def new_config(args) -> RunConfig:
     reward = Reward(args.reward, latency_target, args.w)
     window = LatencyWindow.parse(args.latency_window, args.reward, latency_target)
     share = window.reachable_share(space, table, sizes.num_classes, args.deploy_resolution, seed=args.seed)
+    evaluator = check_evaluator(args.evaluator, space.name, sizes.num_classes, args.resolution)
     make_controller(args.controller, space, seed=args.seed, n_objectives=reward.n_objectives)
     return RunConfig(
         space=space.name, reference=space.reference, target=absolute_target(args.target),
@@ -117,7 +121,8 @@ def new_config(args) -> RunConfig:
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         versions=_versions(), latency_table=table.metadata, **devices,
         latency_window=[window.lo, window.hi], latency_window_ms=list(window.bounds_ms),
-        latency_window_share=share, train_reference=True)
+        latency_window_share=share, evaluator=evaluator,
+        train_reference=evaluator == "train")  # a supernet scores only the space's candidates
 
 
 def search_devices(args) -> dict:

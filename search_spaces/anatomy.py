@@ -94,12 +94,16 @@ def has_expand(b: Block) -> bool:
     return b.op == "ir" and b.mid != b.in_
 
 
+def block_kind(b: Block) -> str:
+    """conv / dwsep / mbconv: which set of weights a block has (its parts differ by kind)."""
+    return "conv" if b.op == "conv" else "mbconv" if has_expand(b) else "dwsep"
+
+
 def kind_name(layer: Stem | Block | Head) -> str:
     """How `arch show` names a layer: conv / dwsep / mbconv with the kernel, or the head's type."""
     if isinstance(layer, Head):
         return f"head_{layer.type}"
-    conv = isinstance(layer, Stem) or layer.op == "conv"
-    return ("conv" if conv else "mbconv" if has_expand(layer) else "dwsep") + f"{layer.kernel}x{layer.kernel}"
+    return ("conv" if isinstance(layer, Stem) else block_kind(layer)) + f"{layer.kernel}x{layer.kernel}"
 
 
 def with_channels(b: Block, in_: int | None = None, out: int | None = None, mid: int | None = None) -> Block:

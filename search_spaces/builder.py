@@ -99,20 +99,25 @@ class Net(nn.Module):
         self.stem = build_layer(arch.stem, arch.in_channels)
         self.blocks = nn.Sequential(*(build_layer(b, b.in_) for b in arch.blocks))
         self.head = build_layer(arch.head, arch.last_channels, arch.num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_weights(self)
 
     def forward(self, x):
         return self.head(self.blocks(self.stem(x)))
+
+
+def init_weights(model: nn.Module) -> None:
+    """MobileNetV3's initialisation; the supernet's shared weights start the same way."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0, 0.01)
+            nn.init.zeros_(m.bias)
 
 
 def build_model(arch: Arch) -> Net:

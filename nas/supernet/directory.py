@@ -1,0 +1,85 @@
+"""A supernet directory: supernet.json (its settings), state.pt (weights, optimizer, epoch, RNG;
+rewritten atomically after every epoch) and epochs.csv (loss and seconds per epoch)."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from nas.run_config import check_numbers
+from nas.run_dir import load_tensors, read_json, write_csv, write_text
+from nas.supernet.model import Supernet
+from search_spaces.atomic import atomic_path
+from search_spaces.errors import UserError
+from search_spaces.space import get_space
+
+
+@dataclass(frozen=True)
+class SupernetConfig:
+    space: str
+    data: str                      # absolute data spec
+    num_classes: int
+    resolution: int
+    train_subset: int | None
+    epochs: int
+    batch_size: int = 64
+    lr: float = 0.05
+    optimizer: str = "sgd"
+    random_candidates: int = 2     # per step, besides the largest and the smallest (sandwich rule)
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self):
+        check_numbers(asdict(self))
+        get_space(self.space)
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int):
+            raise UserError(f"--epochs must be a whole number for a supernet, got {self.epochs!r}")
+        if isinstance(self.random_candidates, bool) or not isinstance(self.random_candidates, int) \
+                or not 0 <= self.random_candidates <= 64:
+            raise UserError(f"--random-candidates must be a whole number from 0 to 64, got {self.random_candidates!r}")
+
+
+class SupernetDir:
+    def __init__(self, path: str | Path):
+        self.path = Path(path).resolve()
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    def create(self, config: SupernetConfig) -> None:
+        if (self / "supernet.json").exists():
+            raise UserError(f"{self.path} already holds a supernet (continue it with --resume)")
+        write_text(self / "supernet.json", json.dumps(asdict(config), indent=2) + "\n")
+
+    def config(self) -> SupernetConfig:
+        doc = read_json(self / "supernet.json", "supernet settings")
+        try:  # a missing or unknown key is a TypeError
+            return SupernetConfig(**doc)
+        except TypeError as e:
+            raise UserError(f"{self / 'supernet.json'} is not a supernet's settings file ({e})") from None
+
+    def model(self, config: SupernetConfig) -> Supernet:
+        return Supernet(get_space(config.space), config.num_classes, config.resolution)
+
+    def state(self) -> dict | None:
+        """The last saved state, None before the first epoch has finished."""
+        path = self / "state.pt"
+        return load_tensors(path, "supernet state") if path.exists() else None
+
+    def trained(self) -> tuple[Supernet, SupernetConfig]:
+        """The supernet with its weights (on the CPU), for scoring and export."""
+        config = self.config()
+        state = self.state()
+        if state is None:
+            raise UserError(f"{self.path} has no finished epoch yet (state.pt is missing)")
+        model = self.model(config)
+        model.load_state_dict(state["model"])
+        return model.eval(), config
+
+    def save_state(self, state: dict, history: list[dict]) -> None:
+        with atomic_path(self / "state.pt") as tmp:
+            torch.save(state, tmp)
+        write_csv(self / "epochs.csv", pd.DataFrame(history))
