@@ -256,17 +256,19 @@ def validate(df: pd.DataFrame, meta: dict, where: str) -> None:
     dup = df["key"][df["key"].duplicated()]
     if len(dup):
         raise UserError(f"{where}: op {dup.iloc[0]} appears twice")
+    ops = []
     for i, key in enumerate(df["key"]):
         try:
-            parse_key(key)
+            ops.append(parse_key(key))
         except UserError as e:
             raise UserError(f"{where}: row {i + 1}: {e}") from None
-    validate_network_term(meta["network_term"], float(stat.max()) if len(stat) else 0.0, where)
+    validate_network_term(meta["network_term"], stat.to_numpy(float), [op.input_melems for op in ops], where)
 
 
-def validate_network_term(term, largest_op_ms: float, where: str) -> None:
+def validate_network_term(term, op_ms, input_melems, where: str) -> None:
     """The end-to-end term must keep latencies finite and positive: a positive finite scale,
-    finite per-input and offset terms, and no negative offset larger than the largest op."""
+    finite per-input and offset terms, every op's in-network latency positive, and no negative
+    offset larger than the largest op."""
     if not isinstance(term, dict):
         raise UserError(f"{where}: metadata network_term must be a JSON object")
     for name in ("scale", "per_input_melem_ms", "offset_ms"):
@@ -275,6 +277,11 @@ def validate_network_term(term, largest_op_ms: float, where: str) -> None:
             raise UserError(f"{where}: metadata network_term.{name} must be a finite number, got {v!r}")
     if term["scale"] <= 0:
         raise UserError(f"{where}: metadata network_term.scale must be positive, got {term['scale']!r}")
+    in_network = term["scale"] * np.asarray(op_ms, float) + term.get("per_input_melem_ms", 0.0) * np.asarray(input_melems, float)
+    if len(in_network) and in_network.min() <= 0:
+        raise UserError(f"{where}: metadata network_term.per_input_melem_ms {term.get('per_input_melem_ms')!r} "
+                        f"gives op {int(in_network.argmin()) + 1} a latency of {in_network.min():g} ms inside a network")
+    largest_op_ms = float(np.max(op_ms)) if len(op_ms) else 0.0
     if term["offset_ms"] < -largest_op_ms:
         raise UserError(f"{where}: metadata network_term.offset_ms {term['offset_ms']!r} is below minus the "
                         f"largest op latency ({largest_op_ms:g} ms): networks would get negative latencies")
