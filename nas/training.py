@@ -69,7 +69,7 @@ def _autocast(device: torch.device):
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
-def _augment(x: torch.Tensor, gen: torch.Generator, flip: bool) -> torch.Tensor:
+def augment(x: torch.Tensor, gen: torch.Generator, flip: bool) -> torch.Tensor:
     """Random crop with padding of 1/8 of the side, and random horizontal flip, per image.
     Runs where `x` is; `gen` must be a generator of that device."""
     n, _, h, w = x.shape
@@ -89,7 +89,7 @@ def _augment(x: torch.Tensor, gen: torch.Generator, flip: bool) -> torch.Tensor:
     return out
 
 
-def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -122,7 +122,7 @@ def train(model: nn.Module, data: Data, cfg: TrainConfig, split: Split | None = 
         bs = min(cfg.batch_size, n)
         per_epoch = max(1, n // bs)
         total = cfg.steps if cfg.steps is not None else max(1, math.ceil(cfg.epochs * per_epoch))
-        opt = _optimizer(model, cfg)
+        opt = make_optimizer(model, cfg)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
         scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype(device) == torch.float16)
         loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
@@ -136,7 +136,7 @@ def train(model: nn.Module, data: Data, cfg: TrainConfig, split: Split | None = 
                 if step >= total:
                     break
                 idx = order[i * bs:(i + 1) * bs]
-                x = split.normalize(_augment(split.x[idx], gen, cfg.flip))
+                x = split.normalize(augment(split.x[idx], gen, cfg.flip))
                 with _autocast(device):
                     loss = loss_fn(model(x), split.y[idx])
                 loss_sum += loss.detach()
@@ -188,7 +188,7 @@ def recalibrate_bn(model: nn.Module, split: Split, gen: torch.Generator, flip: b
         idx = order[i:i + batch_size]
         if len(idx) > 1:
             with _autocast(device):
-                model(split.normalize(_augment(split.x[idx], gen, flip)))
+                model(split.normalize(augment(split.x[idx], gen, flip)))
     for bn, m in zip(bns, saved):
         bn.momentum = m
 

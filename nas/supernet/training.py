@@ -22,7 +22,7 @@ from tqdm import tqdm
 from nas.data import load_data
 from nas.supernet.directory import SupernetDir
 from nas.supernet.elastic import sort_channels
-from nas.training import TrainConfig, TrainingDiverged, _augment, _optimizer
+from nas.training import TrainConfig, TrainingDiverged, augment, make_optimizer
 from search_spaces.errors import UserError
 
 
@@ -51,7 +51,7 @@ def train_supernet(sdir: SupernetDir, progress: bool = True) -> list[dict]:
     torch.manual_seed(cfg.seed)
     model = sdir.model(cfg).to(device).train()
     space = model.space
-    opt = _optimizer(model, TrainConfig(lr=cfg.lr, optimizer=cfg.optimizer))
+    opt = make_optimizer(model, TrainConfig(lr=cfg.lr, optimizer=cfg.optimizer))
     bs = min(cfg.batch_size, len(split))
     per_epoch = max(1, len(split) // bs)
     total = cfg.epochs * per_epoch
@@ -77,7 +77,7 @@ def train_supernet(sdir: SupernetDir, progress: bool = True) -> list[dict]:
         order = torch.randperm(len(split), generator=gen)
         for i in range(per_epoch):
             idx = order[i * bs:(i + 1) * bs]
-            x = split.normalize(_augment(split.x[idx], gen, flips(cfg.data))).to(device)
+            x = split.normalize(augment(split.x[idx], gen, flips(cfg.data))).to(device)
             y = split.y[idx].to(device)
             opt.zero_grad(set_to_none=True)
             logits = model(x, largest)
