@@ -1,6 +1,7 @@
 """`nas supernet train | export`: a weight-sharing supernet over a search space (see nas/supernet)."""
 from __future__ import annotations
 
+from nas.device import add_device_argument
 from search_spaces.errors import UserError
 
 
@@ -20,7 +21,7 @@ def register(sub) -> None:
     t.add_argument("--random-candidates", type=int, default=2,
                    help="random candidates per step besides the largest and the smallest")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    add_device_argument(t)
     t.add_argument("--out", help="supernet directory (new)")
     t.add_argument("--resume", metavar="SUPERNET_DIR", help="continue a killed training (its own settings)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -36,17 +37,18 @@ def register(sub) -> None:
 def train(args) -> int:
     from nas.data import absolute_spec, data_sizes
     from nas.supernet.directory import SupernetConfig, SupernetDir
-    from nas.supernet.training import device_for, train_supernet
+    from nas.device import resolve_device
+    from nas.supernet.training import train_supernet
 
     if args.resume:
         sdir = SupernetDir(args.resume)
-        device_for(sdir.config().device)
+        resolve_device(sdir.config().device)
     else:
         if not args.out:
             raise UserError("give --out DIR for a new supernet, or --resume DIR")
         data = absolute_spec(args.data)
         resolution = args.resolution if args.resolution is not None else 16 if args.data == "digits" else 32
-        device_for(args.device)
+        resolve_device(args.device)
         config = SupernetConfig(
             space=args.space, data=data, num_classes=data_sizes(data, train_subset=args.train_subset,
                                                                    seed=args.seed).num_classes,

@@ -190,7 +190,7 @@ def test_an_older_config_without_evaluator_still_loads():
 @pytest.mark.parametrize("argv, message", [
     (["--epochs", "0"], "--epochs must be positive"),
     (["--random-candidates", "-1"], "--random-candidates must be a whole number"),
-    (["--device", "tpu9"], "--device"),
+    (["--device", "tpu9"], "unknown device"),
     (["--space", "nope"], "unknown search space"),
 ])
 def test_bad_training_input_is_one_line(argv, message, tmp_path, capsys):

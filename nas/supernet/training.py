@@ -22,8 +22,8 @@ from tqdm import tqdm
 from nas.data import load_data
 from nas.supernet.directory import SupernetDir
 from nas.supernet.elastic import sort_channels
+from nas.device import resolve_device
 from nas.training import TrainConfig, TrainingDiverged, augment, make_optimizer
-from search_spaces.errors import UserError
 
 
 def flips(data_spec: str) -> bool:
@@ -31,21 +31,11 @@ def flips(data_spec: str) -> bool:
     return not data_spec.startswith("digits")
 
 
-def device_for(name: str) -> torch.device:
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"--device {name!r} is not a device (cpu, cuda, cuda:1, ...)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: CUDA is not available on this machine")
-    return device
-
-
 def train_supernet(sdir: SupernetDir, progress: bool = True) -> list[dict]:
     """Train the supernet of `sdir` to its configured epochs, from its last saved state if any;
     return the per-epoch history (loss, seconds)."""
     cfg = sdir.config()
-    device = device_for(cfg.device)
+    device = resolve_device(cfg.device)
     data = load_data(cfg.data, resolution=cfg.resolution, train_subset=cfg.train_subset, seed=cfg.seed)
     split = data.train
     torch.manual_seed(cfg.seed)
