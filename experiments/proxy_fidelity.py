@@ -29,10 +29,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from nas.data import load_data  # noqa: E402
+from nas.device import add_device_argument, resolve_device  # noqa: E402
 from nas.run_dir import write_csv, write_text  # noqa: E402
 from nas.search_report import markdown_table  # noqa: E402
 from nas.training import TrainConfig, build_for_training, train  # noqa: E402
 from search_spaces.atomic import atomic_path  # noqa: E402
+from search_spaces.errors import UserError  # noqa: E402
 from search_spaces.ir import Arch  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -67,11 +69,11 @@ SETTINGS = {s.name: s for s in [
 STUDY = [name for name in SETTINGS if name != "tiny"]
 
 
-def evaluate(setting: ProxySetting, arch: Arch, data, threads: int) -> dict:
+def evaluate(setting: ProxySetting, arch: Arch, data, threads: int, device: str = "cpu") -> dict:
     """Train one architecture with one setting; its score (higher is better) and seconds."""
     model = build_for_training(arch, data, seed=0)
     cfg = TrainConfig(epochs=setting.epochs, batch_size=setting.batch_size, lr=setting.lr, seed=0, threads=threads,
-                      recalibrate_images=setting.recalibrate_images)
+                      recalibrate_images=setting.recalibrate_images, device=device)
     start, cpu = time.perf_counter(), time.process_time()
     result = train(model, data, cfg)
     score = result["val_acc"] if setting.score == "val_acc" else -result["train_loss"]
@@ -116,8 +118,13 @@ def main() -> None:
     ap.add_argument("--settings", default=",".join(STUDY), help=f"comma-separated names from {', '.join(SETTINGS)}")
     ap.add_argument("--archs", type=int, help="only the first N architectures (checks)")
     ap.add_argument("--threads", type=int, default=1)
+    add_device_argument(ap)
     ap.add_argument("--out", default=str(HERE / "results"))
     args = ap.parse_args()
+    try:
+        device = str(resolve_device(args.device))
+    except UserError as e:
+        ap.error(str(e))
 
     names = args.settings.split(",")
     unknown = [n for n in names if n not in SETTINGS]
@@ -135,10 +142,10 @@ def main() -> None:
         if not todo:
             continue
         data = load_data(f"cifar10:{args.data_dir}", resolution=setting.resolution,
-                         train_subset=setting.train_images, seed=0)
+                         train_subset=setting.train_images, seed=0).to(device)  # copied to a GPU once
         for arch_row in todo:
             arch = Arch.from_string(arch_row.arch).replace(num_classes=data.num_classes)
-            result = {"setting": name, "arch_name": arch_row.name, **evaluate(setting, arch, data, args.threads)}
+            result = {"setting": name, "arch_name": arch_row.name, **evaluate(setting, arch, data, args.threads, device)}
             print(f"{name} {arch_row.name}: score {result['score']:.4f} in {result['seconds']:.1f} s", flush=True)
             runs = pd.concat([runs, pd.DataFrame([result])], ignore_index=True)
             write_csv(runs_path, runs)
