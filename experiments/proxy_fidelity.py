@@ -23,6 +23,7 @@ from pathlib import Path
 
 import matplotlib
 import pandas as pd
+import torch
 from scipy import stats
 
 matplotlib.use("Agg")
@@ -32,7 +33,8 @@ from nas.data import load_data  # noqa: E402
 from nas.device import add_device_argument, resolve_device  # noqa: E402
 from nas.run_dir import write_csv, write_text  # noqa: E402
 from nas.search_report import markdown_table  # noqa: E402
-from nas.training import TrainConfig, build_for_training, train  # noqa: E402
+from nas.training import TrainConfig, build_for_training, recalibrate_bn, train  # noqa: E402
+from nas.training import evaluate as train_evaluate  # noqa: E402
 from search_spaces.atomic import atomic_path  # noqa: E402
 from search_spaces.errors import UserError  # noqa: E402
 from search_spaces.ir import Arch  # noqa: E402
@@ -49,17 +51,15 @@ class ProxySetting:
     resolution: int
     lr: float
     batch_size: int
-    recalibrate_images: int = 1024   # BN statistics re-estimated after training; 0 = off
-    score: str = "val_acc"           # val_acc (final validation accuracy) | train_loss (lower is better)
 
 
-# Along the axes that matter; the first two are the search's earlier CIFAR-10 settings.
+# Along the axes that matter; the first two are the search's earlier CIFAR-10 settings. BN
+# recalibration and the score are not settings of their own: every run is scored three ways (SCORES).
 SETTINGS = {s.name: s for s in [
     ProxySetting("2k_e1_r32", 2000, 1, 32, 0.05, 64),
     ProxySetting("2k_e3_r32", 2000, 3, 32, 0.05, 64),
-    ProxySetting("2k_e3_r32_norecal", 2000, 3, 32, 0.05, 64, recalibrate_images=0),
-    ProxySetting("2k_e3_r32_loss", 2000, 3, 32, 0.05, 64, score="train_loss"),
     ProxySetting("5k_e2_r16", 5000, 2, 16, 0.1, 64),
+    ProxySetting("10k_e1_r16_lr0.2_bs128", 10000, 1, 16, 0.2, 128),
     ProxySetting("5k_e4_r16_lr0.2_bs128", 5000, 4, 16, 0.2, 128),
     ProxySetting("10k_e2_r32_lr0.2_bs128", 10000, 2, 32, 0.2, 128),
     ProxySetting("20k_e5_r32_lr0.4_bs256", 20000, 5, 32, 0.4, 256),
@@ -68,32 +68,47 @@ SETTINGS = {s.name: s for s in [
 ]}
 STUDY = [name for name in SETTINGS if name != "tiny"]
 
+#: score name -> (column of proxy_fidelity_runs.csv, sign: higher score = better network)
+SCORES = {"val_acc": ("val_acc", 1.0),                   # after re-estimating BN statistics on 1,024 images
+          "val_acc_no_recal": ("val_acc_no_recal", 1.0),  # BN running averages as training left them
+          "train_loss": ("train_loss", -1.0)}             # mean training loss (no validation needed)
+RECALIBRATE_IMAGES = 1024
+
 
 def evaluate(setting: ProxySetting, arch: Arch, data, threads: int, device: str = "cpu") -> dict:
-    """Train one architecture with one setting; its score (higher is better) and seconds."""
+    """Train one architecture with one setting; its validation accuracy before and after BN
+    recalibration, its training loss, and seconds (both evaluations included)."""
     model = build_for_training(arch, data, seed=0)
     cfg = TrainConfig(epochs=setting.epochs, batch_size=setting.batch_size, lr=setting.lr, seed=0, threads=threads,
-                      recalibrate_images=setting.recalibrate_images, device=device)
+                      recalibrate_images=0, device=device)
     start, cpu = time.perf_counter(), time.process_time()
     result = train(model, data, cfg)
-    score = result["val_acc"] if setting.score == "val_acc" else -result["train_loss"]
-    return {"score": score, "val_acc": result["val_acc"], "train_loss": result["train_loss"],
+    split = data.train.to(device)
+    gen = torch.Generator(device=device).manual_seed(1)
+    with torch.no_grad():
+        recalibrate_bn(model, split, gen, flip=True, images=RECALIBRATE_IMAGES)
+    val_acc = train_evaluate(model, data.val)
+    return {"val_acc": val_acc, "val_acc_no_recal": result["val_acc"], "train_loss": result["train_loss"],
             "seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu,
             "load_avg": os.getloadavg()[0]}
 
 
 def rank_agreement(runs: pd.DataFrame, gt: pd.DataFrame) -> pd.DataFrame:
-    """Per setting: Kendall's tau and Spearman's rho of score vs test_acc_18ep, seconds per candidate."""
+    """Per setting and score: Kendall's tau and Spearman's rho against test_acc_18ep, seconds per
+    candidate. A score is left out for runs that did not record it (runs before it existed)."""
     rows = []
     for name, group in runs.groupby("setting", sort=False):
         merged = group.merge(gt[["name", "test_acc_18ep"]], left_on="arch_name", right_on="name")
-        tau, tau_p = stats.kendalltau(merged["score"], merged["test_acc_18ep"])
-        rho, _ = stats.spearmanr(merged["score"], merged["test_acc_18ep"])
-        rows.append({"setting": name, "architectures": len(merged), "kendall_tau": tau, "kendall_p": tau_p,
-                     "spearman_rho": rho, "seconds_per_candidate": merged["seconds"].mean(),
-                     "cpu_seconds_per_candidate": merged["cpu_seconds"].mean(),
-                     "mean_val_acc": merged["val_acc"].mean(), "load_avg_mean": merged["load_avg"].mean(),
-                     **{k: v for k, v in asdict(SETTINGS[name]).items() if k != "name"}})
+        for score, (column, sign) in SCORES.items():
+            if column not in merged or merged[column].isna().any():
+                continue
+            tau, tau_p = stats.kendalltau(sign * merged[column], merged["test_acc_18ep"])
+            rho, _ = stats.spearmanr(sign * merged[column], merged["test_acc_18ep"])
+            rows.append({"setting": name, "score": score, "architectures": len(merged), "kendall_tau": tau,
+                         "kendall_p": tau_p, "spearman_rho": rho, "seconds_per_candidate": merged["seconds"].mean(),
+                         "cpu_seconds_per_candidate": merged["cpu_seconds"].mean(),
+                         "mean_val_acc": merged["val_acc"].mean(), "load_avg_mean": merged["load_avg"].mean(),
+                         **{k: v for k, v in asdict(SETTINGS[name]).items() if k != "name"}})
     return pd.DataFrame(rows)
 
 
@@ -101,7 +116,7 @@ def plot(summary: pd.DataFrame, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.5, 4))
     ax.scatter(summary["seconds_per_candidate"], summary["kendall_tau"])
     for row in summary.itertuples():
-        ax.annotate(row.setting, (row.seconds_per_candidate, row.kendall_tau), fontsize=7,
+        ax.annotate(f"{row.setting} {row.score}", (row.seconds_per_candidate, row.kendall_tau), fontsize=7,
                     xytext=(3, 3), textcoords="offset points")
     ax.axhline(0, color="k", lw=0.8)
     ax.set(xscale="log", xlabel="seconds per candidate (this machine)", ylabel="Kendall tau vs 18-epoch accuracy",
@@ -134,7 +149,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     runs_path = out / "proxy_fidelity_runs.csv"
-    runs = pd.read_csv(runs_path) if runs_path.exists() else pd.DataFrame()
+    runs = pd.read_csv(runs_path).drop(columns=["score"], errors="ignore") if runs_path.exists() else pd.DataFrame()
     for name in names:
         setting = SETTINGS[name]
         done = set(runs.loc[runs["setting"] == name, "arch_name"]) if not runs.empty else set()
@@ -146,7 +161,7 @@ def main() -> None:
         for arch_row in todo:
             arch = Arch.from_string(arch_row.arch).replace(num_classes=data.num_classes)
             result = {"setting": name, "arch_name": arch_row.name, **evaluate(setting, arch, data, args.threads, device)}
-            print(f"{name} {arch_row.name}: score {result['score']:.4f} in {result['seconds']:.1f} s", flush=True)
+            print(f"{name} {arch_row.name}: val acc {result['val_acc']:.4f} in {result['seconds']:.1f} s", flush=True)
             runs = pd.concat([runs, pd.DataFrame([result])], ignore_index=True)
             write_csv(runs_path, runs)
     done = runs[runs["setting"].isin(names) & runs["arch_name"].isin(gt["name"])]
@@ -157,7 +172,7 @@ def main() -> None:
                f"{len(gt)} architectures from {args.gt}; seconds are wall time on this machine "
                "(load average recorded: other jobs slow it down).\n\n" + markdown_table(summary) + "\n")
     plot(summary, out / "proxy_fidelity.png")
-    print(markdown_table(summary[["setting", "architectures", "kendall_tau", "spearman_rho",
+    print(markdown_table(summary[["setting", "score", "architectures", "kendall_tau", "spearman_rho",
                                   "seconds_per_candidate"]]))
 
 
