@@ -16,7 +16,7 @@ from search_spaces.errors import UserError
 # Proxy defaults per data set. digits (the default command): measured so that candidates learn
 # (mean validation accuracy >= 0.9) and the run, reference included, ends within about 10
 # minutes on 2 cores; at 8x8, digits' own size, a step costs about half of one at 16x16 (README).
-PROXY_DEFAULTS = {"digits": {"resolution": 8, "epochs": 8.0, "batch_size": 32, "lr": 0.1, "trials": 8},
+PROXY_DEFAULTS = {"digits": {"resolution": 8, "epochs": 8.0, "batch_size": 32, "lr": 0.1, "trials": 6},
                   "other": {"resolution": 32, "epochs": 3.0, "batch_size": 64, "lr": 0.05, "trials": 12}}
 
 
@@ -44,7 +44,7 @@ def register(sub) -> None:
     p.add_argument("--optimizer", default="sgd", choices=["sgd", "rmsprop"])
     p.add_argument("--evaluator", default="train",
                    help="train (each candidate for --epochs) or supernet:DIR (its slice of a trained supernet)")
-    p.add_argument("--trials", type=int, help="candidates to evaluate (default 8 for digits, 12 otherwise; "
+    p.add_argument("--trials", type=int, help="candidates to evaluate (default 6 for digits, 12 otherwise; "
                                               "with --resume: continue the search up to this many)")
     p.add_argument("--workers", type=int, default=1, help="trials at once (this machine's threads are split)")
     p.add_argument("--address", help="attach to an existing Ray cluster (e.g. HOST:6379)")
