@@ -50,7 +50,7 @@ from latency_tables import load_target  # noqa: E402
 from latency_tables.measure import Budget  # noqa: E402
 from latency_tables.pixel import TABLE_FILE as PIXEL_TABLE_FILE  # noqa: E402
 from nas.cli import main as nas  # noqa: E402
-from nas.data import load_data  # noqa: E402
+from nas.data import absolute_spec, data_sizes, load_data  # noqa: E402
 from nas.device import add_device_argument, resolve_device  # noqa: E402
 from nas.run_dir import RunDir, write_csv, write_json, write_text  # noqa: E402
 from nas.search_report import markdown_table  # noqa: E402
@@ -60,6 +60,7 @@ from onnx_latency import THOROUGH, measure_end_to_end  # noqa: E402
 from proxy_fidelity import SETTINGS as PROXY_SETTINGS  # noqa: E402
 from search_spaces.atomic import atomic_path  # noqa: E402
 from search_spaces.counting import count  # noqa: E402
+from search_spaces.errors import UserError  # noqa: E402
 from search_spaces.ir import Arch  # noqa: E402
 from search_spaces.references import reference  # noqa: E402
 
@@ -109,8 +110,7 @@ def best_proxy(results: Path = HERE / "results" / "proxy_fidelity.csv") -> str:
 
 def make_plan(a) -> Plan:
     if a.quick:
-        cifar = SHARED_DATA / "cifar10_train.npz"
-        data = a.data or (f"cifar10:{SHARED_DATA}" if cifar.is_file() else "digits")
+        data = absolute_spec(a.data or "digits")
         small = data == "digits"
         # a few hundred (digits) or thousand (CIFAR-10) training images also bound every BN recalibration;
         # NetAdapt's step of 0.2 T reaches T in one iteration when the winner is within the window
@@ -126,7 +126,7 @@ def make_plan(a) -> Plan:
                     seeds=a.seeds or 2, measure=Budget(warmup=1, min_rounds=3, max_rounds=5, max_seconds=0.3))
     proxy = a.proxy or best_proxy()
     p = PROXY_SETTINGS[proxy]
-    return Plan(data=a.data or f"cifar10:{SHARED_DATA}", second_target=a.second_target or "local_cpu",
+    return Plan(data=absolute_spec(a.data or f"cifar10:{SHARED_DATA}"), second_target=a.second_target or "local_cpu",
                 evaluator=a.evaluator, proxy=proxy, train_subset=p.train_images, resolution=p.resolution,
                 search_epochs=p.epochs, search_steps=None, batch_size=p.batch_size, lr=p.lr,
                 trials=a.trials or 100, controller="rl", top=5, retrain_epochs=10 * p.epochs, step_ratio=0.02,
@@ -322,7 +322,8 @@ def report(plan: Plan, work: Path, results: Path, name: str, hours: str, done: d
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="the same pipeline with tiny settings (minutes on a CPU)")
-    p.add_argument("--data", help="cifar10:DIR (default ../shared/data; --quick: digits when that is missing)")
+    p.add_argument("--data", help="cifar10:DIR (default ../shared/data; --quick: digits, or a CIFAR-10 subset at 16x16 "
+                                   "with cifar10:DIR, whose 10,000 test images take minutes per network on a CPU)")
     p.add_argument("--evaluator", default="train", help="train (the best proxy) or supernet:DIR")
     p.add_argument("--proxy", choices=sorted(PROXY_SETTINGS), help="proxy setting (default: the best measured)")
     p.add_argument("--second-target", help="the second search's target (default local_cpu; --quick: the "
@@ -338,11 +339,19 @@ def main(argv=None) -> None:
     a = p.parse_args(argv)
     name = "cifar10_vs_mobilenetv3" + ("_quick" if a.quick else "")
     work = (a.work or HERE / "runs" / name).resolve()
-    device = str(resolve_device(a.device))
+    for flag, value in (("--trials", a.trials), ("--seeds", a.seeds), ("--workers", a.workers),
+                        ("--threads", a.threads)):
+        if value is not None and value < 1:
+            p.error(f"{flag} must be at least 1, got {value}")
+    try:
+        device = str(resolve_device(a.device))
+        plan = make_plan(a)
+        data_sizes(plan.data)  # data it cannot read is one line, before anything runs
+    except UserError as e:
+        p.error(str(e))
     hours = "gpu_hours" if device.startswith("cuda") else "cpu_hours"
 
     plan_file = work / "plan.json"
-    plan = make_plan(a)
     if plan_file.exists() and json.loads(plan_file.read_text()) != json.loads(json.dumps(asdict(plan), default=str)):
         raise SystemExit(f"{work} holds a run with other settings ({plan_file}); use another --work")
     write_json(plan_file, asdict(plan))
