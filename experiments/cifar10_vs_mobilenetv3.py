@@ -20,7 +20,10 @@ Resumable: every stage writes its outputs atomically under --work and a marker w
 finished stages (the commands it calls resume their own half-done work), and final training skips every
 (network, seed) already recorded.
 
-    python experiments/cifar10_vs_mobilenetv3.py --quick      # tiny settings, a few minutes on 2 CPU cores
+    python experiments/cifar10_vs_mobilenetv3.py --quick      # tiny settings on digits: the code path, on a CPU
+
+--quick's second target is the pixel_cpu table file (a second search's code path without the minutes a
+local_cpu table costs to measure), so its 2x2 table shows equal columns; its numbers are not results.
 
 The experiment itself (not yet measured; one GPU, ../shared/data holding cifar10_{train,test}.npz;
 `nas latency build --space mnv3 --device local_cpu` first fills the local_cpu table in a few minutes):
@@ -121,19 +124,21 @@ def make_plan(a) -> Plan:
                     controller="random", top=1, retrain_epochs=0.2, step_ratio=0.2, short_term_steps=1,
                     long_term_epochs=0.05,
                     final=TrainConfig(steps=2 if small else 20, batch_size=32 if small else 64, lr=0.05,
-                                      schedule="onecycle", weight_decay=5e-4, recalibrate_images=64),
+                                      schedule="onecycle", weight_decay=5e-4, recalibrate_images=64,
+                                      flip=not small),  # a mirrored digit is another symbol
                     final_resolution=8 if small else 16, final_subset=subset,
                     seeds=a.seeds or 2, measure=Budget(warmup=1, min_rounds=3, max_rounds=5, max_seconds=0.3))
     proxy = a.proxy or best_proxy()
     p = PROXY_SETTINGS[proxy]
-    return Plan(data=absolute_spec(a.data or f"cifar10:{SHARED_DATA}"), second_target=a.second_target or "local_cpu",
+    data = absolute_spec(a.data or f"cifar10:{SHARED_DATA}")
+    return Plan(data=data, second_target=a.second_target or "local_cpu",
                 evaluator=a.evaluator, proxy=proxy, train_subset=p.train_images, resolution=p.resolution,
                 search_epochs=p.epochs, search_steps=None, batch_size=p.batch_size, lr=p.lr,
                 trials=a.trials or 100, controller="rl", top=5, retrain_epochs=10 * p.epochs, step_ratio=0.02,
                 short_term_steps=20, long_term_epochs=2,
                 # ../shared/gt/README.md's recipe, which gave MobileNetV3-Large 0.8813
                 final=TrainConfig(epochs=18, batch_size=512, lr=0.4, schedule="onecycle", weight_decay=5e-4,
-                                  label_smoothing=0.1),
+                                  label_smoothing=0.1, flip=not data.startswith("digits")),
                 final_resolution=32, final_subset=None, seeds=a.seeds or 3, measure=THOROUGH)
 
 
@@ -222,7 +227,7 @@ def train_finals(plan: Plan, nets: dict[str, Arch], runs_csv: Path, device: str,
         return runs
     data = load_data(plan.data, resolution=plan.final_resolution, train_subset=plan.final_subset, seed=0).to(device)
     for name, seed in todo:
-        cfg = replace(plan.final, seed=seed, device=device, threads=threads, flip=not plan.data.startswith("digits"))
+        cfg = replace(plan.final, seed=seed, device=device, threads=threads)
         model = build_for_training(nets[name], data, seed=seed)
         result = train(model, data, cfg)
         row = {"network": name, "seed": seed, "val_acc": result["val_acc"], "test_acc": evaluate(model, data.test),
@@ -287,7 +292,9 @@ def report(plan: Plan, work: Path, results: Path, name: str, hours: str, done: d
 
     t_ms = done["search_pixel_cpu"]["latency_target_ms"]
     label = "QUICK: tiny settings, not the experiment's figures. " if quick else ""
-    plot(table, t_ms, results / f"{name}.png", f"{label}CIFAR-10 test accuracy vs pixel_cpu latency")
+    data = {"cifar10": "CIFAR-10", "digits": "digits (quick stand-in for CIFAR-10)"}.get(
+        plan.data.partition(":")[0], plan.data)
+    plot(table, t_ms, results / f"{name}.png", f"{label}\n{data}: test accuracy vs pixel_cpu latency")
     second = done["search_second"]["target"]
     pixel, other = load_target("pixel_cpu"), load_target(plan.second_target)
     winners = {"searched_pixel_cpu": done["retrain_pixel_cpu"], "searched_second": done["retrain_second"]}
@@ -299,7 +306,7 @@ def report(plan: Plan, work: Path, results: Path, name: str, hours: str, done: d
     pipeline_h = (pipeline + done["netadapt_T"]["seconds"] + done["netadapt_tight"]["seconds"]) / 3600
     cols = ["network", "kind", "pixel_cpu_ms", "second_target_ms", "local_cpu_measured_ms", "macs_m", "params_m",
             "test_acc_mean", "test_acc_std", "seeds", f"search_{hours}", f"train_{hours}"]
-    md = [f"# {label}Search + NetAdapt vs MobileNetV3 on CIFAR-10 at equal latency", "",
+    md = [f"# {label}Search + NetAdapt vs MobileNetV3 on {data} at equal latency", "",
           f"- Plan: `{json.dumps(asdict(plan), default=str)}`",
           f"- T = {t_ms:.2f} ms (MobileNetV3-Large on pixel_cpu, 224x224); the second target is `{second}` "
           f"(`second_target_ms`: its table); `local_cpu_measured_ms`: each network at 224x224 end to end with "
