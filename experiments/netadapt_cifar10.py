@@ -24,16 +24,15 @@ import pandas as pd
 import torch
 
 from latency_tables import load_target
-from latency_tables.measure import Budget, OnnxRuntimeRunner, summarize
 from nas.data import load_data
 from nas.device import add_device_argument, resolve_device
 from nas.training import TrainConfig, train
 from netadapt.cli import main as netadapt
 from netadapt.outputs import plot
+from onnx_latency import measure_end_to_end
 from search_spaces.builder import Net
 from search_spaces.counting import count
 from search_spaces.ir import Arch
-from search_spaces.onnx_export import export_onnx
 from search_spaces.proxy import for_proxy
 from search_spaces.space import get_space
 
@@ -78,13 +77,6 @@ def md_table(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def measure_pair(before: Arch, after: Arch, threads: int) -> list[dict]:
-    """onnxruntime on this machine, both networks timed in the same interleaved rounds."""
-    runner = OnnxRuntimeRunner(threads, Budget(warmup=5, min_rounds=40, max_rounds=200, max_seconds=8.0))
-    samples = runner.measure([export_onnx(before), export_onnx(after)])
-    return [summarize(s) for s in samples]
-
-
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run-dir", type=Path, help="a real CIFAR-10 search run directory")
@@ -117,7 +109,7 @@ def main(argv=None) -> None:
     state = json.loads((out / "state" / "state.json").read_text())
     result = json.loads((out / "result.json").read_text())
     before, after = Arch.from_dict(state["start_arch"]), Arch.from_json((out / "arch.json").read_text())
-    measured = measure_pair(before, after, a.threads)
+    measured = measure_end_to_end([before, after], a.threads)
     pixel = load_target("pixel_cpu")
     config = json.loads((run / "config.json").read_text())
     rows, with_pixel = [], a.target != "pixel_cpu"

@@ -41,6 +41,7 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 0.05
     optimizer: str = "sgd"            # sgd | rmsprop
+    schedule: str = "cosine"          # cosine | onecycle (10% warm-up to lr, then cosine down)
     weight_decay: float = 4e-5
     label_smoothing: float = 0.1
     flip: bool = True                 # off for data where mirroring changes the label (digits)
@@ -100,6 +101,17 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     raise ValueError(f"unknown optimizer {cfg.optimizer!r} (sgd or rmsprop)")
 
 
+def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, total: int):
+    """Per-step learning rate over `total` steps. `onecycle` is the fixed recipe of the reference
+    accuracies (../shared/gt/README.md); momentum stays constant, as there."""
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.1,
+                                                   cycle_momentum=False)
+    raise ValueError(f"unknown schedule {cfg.schedule!r} (cosine or onecycle)")
+
+
 def build_for_training(arch: Arch, data: Data, seed: int = 0) -> Net:
     """The proxy network for `arch` on `data` (its classes, its resolution), seeded init."""
     torch.manual_seed(seed)
@@ -123,7 +135,7 @@ def train(model: nn.Module, data: Data, cfg: TrainConfig, split: Split | None = 
         per_epoch = max(1, n // bs)
         total = cfg.steps if cfg.steps is not None else max(1, math.ceil(cfg.epochs * per_epoch))
         opt = make_optimizer(model, cfg)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
+        sched = make_scheduler(opt, cfg, total)
         scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype(device) == torch.float16)
         loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         check_every = CUDA_SYNC_EVERY if cuda else 1

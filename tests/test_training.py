@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from nas.data import data_sizes, load_data
-from nas.training import TrainConfig, TrainingDiverged, build_for_training, evaluate, train
+from nas.training import TrainConfig, TrainingDiverged, build_for_training, evaluate, make_scheduler, train
 from search_spaces.errors import UserError
 from search_spaces.references import reference
 
@@ -94,6 +94,22 @@ def test_training_is_deterministic_and_learns():
     # ten balanced classes: chance is 0.1; 40 real steps must do clearly better than the untrained net
     assert r1["val_acc"] > max(0.3, before + 0.15)
     assert r1["val_acc"] == evaluate(first, data.val)
+
+
+def test_onecycle_warms_up_to_lr_then_anneals():
+    """The fixed recipe's schedule: 10% of the steps up to lr, then down to nearly nothing."""
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.4, momentum=0.9)
+    sched = make_scheduler(opt, TrainConfig(lr=0.4, schedule="onecycle"), 100)
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] < 0.4 / 10 and max(lrs) == pytest.approx(0.4) and lrs.index(max(lrs)) == 9
+    assert lrs[50] < lrs[20] and opt.param_groups[0]["lr"] < 0.4 / 1000
+    assert opt.param_groups[0]["momentum"] == 0.9  # constant, as in the reference recipe
+    with pytest.raises(ValueError, match="schedule"):
+        make_scheduler(opt, TrainConfig(schedule="step"), 100)
 
 
 def test_divergence_is_reported():
