@@ -2,7 +2,9 @@
 
 Each rank is written to final/<rank>/ (arch.json, model.pt, model.onnx, result.json last),
 so an interrupted run continues with the ranks not yet done. The winner is the candidate
-with the best reward computed from its test accuracy; NetAdapt starts from final/winner.json.
+with the best reward computed from its validation accuracy (the test set only reports: a
+winner picked on it would make its test accuracy an optimistic estimate); NetAdapt starts from
+final/winner.json.
 """
 from __future__ import annotations
 
@@ -57,7 +59,7 @@ def train_top(run: RunDir, top: int, epochs: float, device: torch.device = torch
         save_deployment(out, arch, cpu_state_dict(model))
         row = {"rank": rank, "trial": int(cand["trial"]), "test_accuracy": test_acc, "val_accuracy": result["val_acc"],
                "search_accuracy": cand["accuracy"], "latency_ms": cand["latency_ms"], "macs": int(cand["macs"]),
-               "params": int(cand["params"]), "reward": reward.scalar(test_acc, cand["latency_ms"]),
+               "params": int(cand["params"]), "reward": reward.scalar(result["val_acc"], cand["latency_ms"]),
                "epochs": epochs, "seconds": result["seconds"], "device": on, "dir": f"final/{rank}",
                "arch": cand["arch"]}
         write_json(done, row)

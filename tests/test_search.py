@@ -130,6 +130,11 @@ def test_show_and_train(finished_run, capsys):
     assert results["rank"].tolist() == [1, 2] and results["test_accuracy"].between(0, 1).all()
     winner = json.loads((finished_run / "final/winner.json").read_text())
     assert winner["reward"] == pytest.approx(results["reward"].max())
+    # picked on validation: the test set only reports (the reward is that of val_accuracy)
+    cfg = RunDir(finished_run).config()
+    reward = Reward(cfg.reward, cfg.latency_target_ms, cfg.w)
+    assert results["reward"].tolist() == pytest.approx(
+        [reward.scalar(a, ms) for a, ms in zip(results["val_accuracy"], results["latency_ms"])])
     arch = Arch.from_json((finished_run / winner["arch_json"]).read_text())
     build_model(arch).load_state_dict(torch.load(finished_run / winner["weights"], weights_only=True))
     assert (finished_run / winner["onnx"]).stat().st_size > 0
