@@ -116,8 +116,3 @@ def graph_report(model: onnx.ModelProto) -> dict[str, collections.Counter]:
         report[part][op_type] = n
     return report
 
-
-def describe_report(report: dict[str, collections.Counter]) -> str:
-    """One line per part, e.g. `int8: QLinearConv 62, QLinearAdd 10; float: HardSigmoid 29, ...`."""
-    return "; ".join(f"{part}: " + (", ".join(f"{t} {n}" for t, n in counts.most_common()) or "none")
-                     for part, counts in report.items() if counts or part in ("int8", "float"))
