@@ -65,7 +65,7 @@ def trained_model(arch_arg: str, weights: str | None) -> Trained:
     return Trained(load_arch(arch_arg), load_tensors(weights, "weights"), None)
 
 
-def _inputs(split: Split, limit: int | None = None) -> np.ndarray:
+def model_inputs(split: Split, limit: int | None = None) -> np.ndarray:
     """Normalized float images of a split (N x C x H x W, contiguous), as the ONNX model takes them."""
     x = split.x if limit is None else split.x[:limit]
     return split.normalize(x).contiguous().numpy()
@@ -79,7 +79,7 @@ def onnx_top1(model, split: Split) -> float:
     so.log_severity_level = 3
     sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
-    pred = [int(sess.run(None, {name: x[None]})[0].argmax()) for x in _inputs(split)]
+    pred = [int(sess.run(None, {name: x[None]})[0].argmax()) for x in model_inputs(split)]
     return float(np.mean(np.array(pred) == split.y.numpy()))
 
 
@@ -116,7 +116,7 @@ def export_int8(trained: Trained, data_spec: str, out: str | Path, resolution: i
     data = load_data(data_spec, resolution=resolution, train_subset=cfg and cfg.train_subset,
                      seed=cfg.seed if cfg else 0)
     float_model = export_onnx(proxy_network(trained, data))
-    int8_model = quantize(float_model, list(_inputs(data.train, calibration_images)[:, None]))
+    int8_model = quantize(float_model, list(model_inputs(data.train, calibration_images)[:, None]))
     try:
         atomic_write(out, lambda tmp: onnx.save(int8_model, str(tmp)))
     except OSError as e:
