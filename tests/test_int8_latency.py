@@ -92,3 +92,28 @@ def test_precision_flag(capsys, tmp_path):
     assert main(["latency", "build", "--device", "local_cpu", "--precision", "int4"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("nas: error: argument --precision: invalid choice: 'int4'") and "\n" not in err
+
+
+def test_validate_times_networks_in_the_tables_precision(tmp_path, monkeypatch, capsys):
+    import latency_tables.validate
+    from nas.cli import main
+
+    out = tmp_path / "t.csv"
+    build_table(SPACE, "local_cpu", out, OnnxRuntimeRunner(1, FAST, precision="int8"), resolution=32,
+                ops=small_ops(1), calibrate=0, progress=False)
+    seen = {}
+
+    def fake(table, space, runner, samples, seed, out):
+        seen["precision"] = runner.precision
+        return {"n": 2, "rmse_ms": 0.0, "rmspe_pct": 0.0, "within_5pct": 1.0, "within_10pct": 1.0,
+                "kendall_tau": 1.0}, None
+
+    monkeypatch.setattr(latency_tables.validate, "validate_table", fake)
+    assert main(["latency", "validate", "--table", str(out), "--samples", "2"]) == 0
+    assert seen["precision"] == "int8"
+
+
+def test_local_cpu_int8_is_a_builtin_target_name():
+    from nas.run_config import absolute_target
+
+    assert absolute_target("local_cpu_int8") == "local_cpu_int8"  # not taken for a table file's path
