@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from latency_tables.build import measure_networks, measure_ops
+from latency_tables.build import NETWORK_BUDGET, measure_ops
 from latency_tables.measure import Budget, OnnxRuntimeRunner
 from latency_tables.ops import arch_ops
 from latency_tables.quantize import graph_report, quantize
@@ -76,28 +76,32 @@ def node_ms_by_type(model, runs: int = 20) -> collections.Counter:
 
 def latency_rows(threads: int) -> list[dict]:
     archs = [f() for f in REFERENCES.values()]
-    runners = {p: OnnxRuntimeRunner(threads, precision=p) for p in ("fp32", "int8")}
+    floats = [export_onnx(a) for a in archs]
+    variants = {"fp32": floats, "int8": [quantize(m) for m in floats],
+                "int8_float_hard": [quantize(m, integer_hard=False) for m in floats]}
     rows = [{"network": a.name, "params": count(a)["params"], "macs_M": count(a)["macs"] / 1e6} for a in archs]
-    for precision, runner in runners.items():
-        started = time.time()
-        for row, ms in zip(rows, measure_networks(archs, runner)):
-            row[f"{precision}_ms"] = float(ms)
-        runner.budget = OP_BUDGET
+    started = time.time()
+    # all variants in the same interleaved rounds; the runner times them as given (already quantized)
+    samples = iter(OnnxRuntimeRunner(threads, NETWORK_BUDGET).measure([m for ms in variants.values() for m in ms]))
+    for name in variants:
+        for row in rows:
+            row[f"{name}_ms"] = float(np.median(next(samples)))
+    for precision in ("fp32", "int8"):
+        runner = OnnxRuntimeRunner(threads, OP_BUDGET, precision=precision)
         for row, a in zip(rows, archs):
-            row[f"{precision}_ops_sum_ms"] = sum(r["median_ms"] for r in measure_ops([op for _, op in arch_ops(a)],
-                                                                                     runner))
-        print(f"{precision}: timed in {time.time() - started:.0f} s", flush=True)
-    for row, a in zip(rows, archs):
-        model = quantize(export_onnx(a))
-        report = graph_report(model)
-        prof = node_ms_by_type(model)
-        total = sum(prof.values())
-        row.update({"speedup": row["fp32_ms"] / row["int8_ms"],
-                    "int8_kernels": sum(report["int8"].values()),
-                    "float_nodes": json.dumps(dict(report["float"].most_common())),
-                    "qdq_nodes": sum(report["conversion"].values()),
-                    "float_share_pct": 100 * sum(prof[t] for t in report["float"]) / total,
-                    "qdq_share_pct": 100 * sum(prof[t] for t in report["conversion"]) / total})
+            ops = [op for _, op in arch_ops(a)]
+            row[f"{precision}_ops_sum_ms"] = sum(r["median_ms"] for r in measure_ops(ops, runner))
+    print(f"timed in {time.time() - started:.0f} s", flush=True)
+    for i, row in enumerate(rows):
+        row["speedup"] = row["fp32_ms"] / row["int8_ms"]
+        for name in ("int8", "int8_float_hard"):
+            report = graph_report(variants[name][i])
+            prof = node_ms_by_type(variants[name][i])
+            total = sum(prof.values())
+            row.update({f"{name}_kernels": sum(report["int8"].values()),
+                        f"{name}_float_nodes": json.dumps(dict(report["float"].most_common())),
+                        f"{name}_float_pct": 100 * sum(prof[t] for t in report["float"]) / total,
+                        f"{name}_qdq_pct": 100 * sum(prof[t] for t in report["conversion"]) / total})
         print(row, flush=True)
     return rows
 
@@ -116,12 +120,14 @@ def accuracy_row(args) -> dict:
     state = torch.load(work / "model.pt", map_location="cpu", weights_only=True)
     net = proxy_network(Trained(ref, state, None), data)
     float_model = export_onnx(net)
-    int8_model = quantize(float_model, list(model_inputs(data.train, 64)[:, None]))
+    calibration = list(model_inputs(data.train, 64)[:, None])
+    models = {"float": float_model, "int8": quantize(float_model, calibration),
+              "int8_float_hard": quantize(float_model, calibration, integer_hard=False)}
     row = {"network": args.network, "data": "cifar10", "resolution": args.resolution,
            "train_images": len(data.train), "epochs": args.epochs, "train_seconds": train_s,
            "calibration_images": 64, "torch_val_top1": evaluate(net, data.val)}
     for split in ("val", "test"):
-        for name, model in (("float", float_model), ("int8", int8_model)):
+        for name, model in models.items():
             row[f"{name}_{split}_top1"] = onnx_top1(model, getattr(data, split))
         row[f"{split}_images"] = len(getattr(data, split))
     print(row, flush=True)
@@ -135,10 +141,11 @@ def plot(df: pd.DataFrame, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4))
     x = np.arange(len(df))
-    ax.bar(x - 0.2, df["fp32_ms"], 0.4, label="float32")
-    ax.bar(x + 0.2, df["int8_ms"], 0.4, label="int8 (QDQ, per-channel)")
+    ax.bar(x - 0.27, df["fp32_ms"], 0.27, label="float32")
+    ax.bar(x, df["int8_ms"], 0.27, label="int8 (QDQ, per-channel, integer-only)")
+    ax.bar(x + 0.27, df["int8_float_hard_ms"], 0.27, label="int8, h-swish / hard-sigmoid float")
     for i, r in df.reset_index(drop=True).iterrows():
-        ax.text(i + 0.2, r["int8_ms"], f"{r['speedup']:.2f}x", ha="center", va="bottom", fontsize=8)
+        ax.text(i, r["int8_ms"], f"{r['speedup']:.2f}x", ha="center", va="bottom", fontsize=8)
     ax.set_xticks(x, df["network"], rotation=20, fontsize=8)
     ax.set(ylabel="end-to-end ms (onnxruntime, 1 thread, CPU time)", title="float vs 8-bit on this CPU, 224x224")
     ax.legend()
@@ -174,29 +181,39 @@ def main() -> None:
         acc.to_csv(RESULTS / "latency_int8_accuracy.csv", index=False, float_format="%.4g")
     import onnxruntime
 
-    shown = lat.drop(columns=["params", "float_nodes"])
+    shown = lat[["network", "macs_M", "fp32_ms", "int8_ms", "int8_float_hard_ms", "speedup", "fp32_ops_sum_ms",
+                 "int8_ops_sum_ms", "int8_kernels", "int8_float_pct", "int8_qdq_pct", "int8_float_hard_float_pct",
+                 "int8_float_hard_qdq_pct"]]
     lines = ["# Float vs 8-bit inference on this CPU", "",
              f"onnxruntime {onnxruntime.__version__}, {args.threads} thread(s), thread CPU time, median of "
-             f"interleaved rounds; {os.cpu_count()} cores, 1-minute load average "
-             f"{' -> '.join(f'{v:.1f}' for v in load)} (start, after latency, end).",
-             "int8: onnxruntime static quantization (QDQ, per-channel int8 weights, uint8 activations, "
-             "min/max calibrated on 4 random inputs), fused by onnxruntime into QLinear kernels.", "",
+             f"interleaved rounds (all variants in the same rounds), 224x224, 1000 classes; {os.cpu_count()} cores, "
+             f"1-minute load average {' -> '.join(f'{v:.1f}' for v in load)} (start, after latency, end).",
+             "int8: onnxruntime static quantization as `nas latency build --precision int8` does it (QDQ, "
+             "per-channel int8 weights, uint8 activations, min/max calibrated on 4 random inputs; h-swish and "
+             "hard-sigmoid spelled with Mul/Add/Clip so that they run on integers). int8_float_hard: the same "
+             "without that rewrite, so that h-swish and hard-sigmoid run float between DequantizeLinear and "
+             "QuantizeLinear (onnxruntime's CPU provider has no integer kernel for them).", "",
              markdown_table(shown, ".3g"), "",
-             "`*_ops_sum_ms`: the network's ops timed standalone and summed (a table before its end-to-end term). "
-             "`float_share_pct` / `qdq_share_pct`: share of the int8 run time (onnxruntime per-node profile) in "
-             "nodes that stay float and in QuantizeLinear/DequantizeLinear around them.", "",
-             "Nodes that stay float in the int8 graphs:", ""]
-    lines += [f"- {r.network}: {', '.join(f'{t} {n}' for t, n in json.loads(r.float_nodes).items()) or 'none'}"
+             "`*_ops_sum_ms`: the network's ops timed standalone and summed (what a table sums before its "
+             "end-to-end term). `*_float_pct` / `*_qdq_pct`: share of the int8 run time (onnxruntime per-node "
+             "profile, per node the median over 20 runs) in nodes that run float, and in QuantizeLinear/"
+             "DequantizeLinear. `int8_kernels`: integer kernels (QLinear*, QGemm) in the optimized graph.", "",
+             "Nodes that run float in the int8_float_hard graphs (none in the int8 graphs: "
+             + ", ".join(f"{r.network} {r.int8_float_nodes}" for r in lat.itertuples()) + "):", ""]
+    lines += [f"- {r.network}: {', '.join(f'{t} {n}' for t, n in json.loads(r.int8_float_hard_float_nodes).items()) or 'none'}"
               for r in lat.itertuples()]
     if acc is not None:
         a = acc.iloc[0]
         lines += ["", "## Accuracy", "",
                   f"{a.network} trained {a.epochs:g} epochs on {a.train_images} CIFAR-10 images at "
-                  f"{a.resolution}x{a.resolution} ({a.train_seconds:.0f} s), quantized with {a.calibration_images} "
-                  f"training images as calibration, both models run with onnxruntime:", "",
-                  "| split | images | float top-1 | int8 top-1 | change |", "| --- | ---: | ---: | ---: | ---: |"]
+                  f"{a.resolution}x{a.resolution} with the project's training code ({a.train_seconds:.0f} s), "
+                  f"quantized with {a.calibration_images} training images as calibration; every model run with "
+                  f"onnxruntime (torch's own validation top-1: {a.torch_val_top1:.4f}):", "",
+                  "| split | images | float top-1 | int8 top-1 | change | int8_float_hard top-1 | change |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
         lines += [f"| {s} | {a[f'{s}_images']} | {a[f'float_{s}_top1']:.4f} | {a[f'int8_{s}_top1']:.4f} | "
-                  f"{a[f'int8_{s}_top1'] - a[f'float_{s}_top1']:+.4f} |" for s in ("val", "test")]
+                  f"{a[f'int8_{s}_top1'] - a[f'float_{s}_top1']:+.4f} | {a[f'int8_float_hard_{s}_top1']:.4f} | "
+                  f"{a[f'int8_float_hard_{s}_top1'] - a[f'float_{s}_top1']:+.4f} |" for s in ("val", "test")]
     (RESULTS / "latency_int8.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

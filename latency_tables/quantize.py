@@ -5,7 +5,10 @@ output channel, activations uint8 with ranges calibrated on sample inputs. The Q
 onnxruntime's recommended one for CPUs: the graph keeps float ops between
 QuantizeLinear/DequantizeLinear pairs and the session's optimizer fuses each DQ -> op -> Q into
 an integer kernel (QLinearConv, QLinearAdd, ...) wherever the CPU provider has one; ops it has
-none for stay float between a DQ and a Q, which `graph_report` shows. uint8 activations with
+none for stay float between a DQ and a Q, which `graph_report` shows. It has none for h-swish
+and the hard-sigmoid gate of SE, so `integer_hard_activations` first spells them with Mul, Add
+and Clip, which it runs on integers: MobileNetV3 then runs integer-only from the first Q to the
+last DQ (experiments/results/latency_int8.md gives what the float ones cost). uint8 activations with
 int8 weights are onnxruntime's choice for x86 (with or without VNNI; without it, 7-bit weights
 would avoid saturation, which changes accuracy but not the graph or its speed much).
 """
@@ -60,9 +63,46 @@ def _quiet():
         root.setLevel(level)
 
 
-def quantize(model: onnx.ModelProto, inputs: Iterable[np.ndarray] | None = None) -> onnx.ModelProto:
+def integer_hard_activations(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy with HardSwish(x) = x * HardSigmoid(x) and HardSigmoid(x) = Clip(alpha * x + beta, 0, 1)
+    written as Mul, Add, Clip (and Mul): same function, but every node has an integer kernel
+    (the Clip becomes the Add's output range)."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    out = onnx.ModelProto.FromString(model.SerializeToString())
+    consts: dict[float, str] = {}
+
+    def const(v: float) -> str:
+        if v not in consts:
+            consts[v] = f"hard_act_const_{len(consts)}"
+            out.graph.initializer.append(numpy_helper.from_array(np.array(v, np.float32), consts[v]))
+        return consts[v]
+
+    nodes = []
+    for node in out.graph.node:
+        if node.op_type not in ("HardSwish", "HardSigmoid"):
+            nodes.append(node)
+            continue
+        attrs = {a.name: a.f for a in node.attribute}  # HardSwish has none: alpha 1/6, beta 0.5
+        alpha, beta = attrs.get("alpha", 0.2 if node.op_type == "HardSigmoid" else 1 / 6), attrs.get("beta", 0.5)
+        x, y = node.input[0], node.output[0]
+        gate = y if node.op_type == "HardSigmoid" else f"{y}_gate"
+        nodes += [helper.make_node("Mul", [x, const(alpha)], [f"{y}_scaled"]),
+                  helper.make_node("Add", [f"{y}_scaled", const(beta)], [f"{y}_shifted"]),
+                  helper.make_node("Clip", [f"{y}_shifted", const(0.0), const(1.0)], [gate])]
+        if node.op_type == "HardSwish":
+            nodes.append(helper.make_node("Mul", [x, gate], [y]))
+    del out.graph.node[:]
+    out.graph.node.extend(nodes)
+    return out
+
+
+def quantize(model: onnx.ModelProto, inputs: Iterable[np.ndarray] | None = None,
+             integer_hard: bool = True) -> onnx.ModelProto:
     """The model statically quantized (QDQ, per-channel int8 weights, uint8 activations),
-    calibrated (min/max) on `inputs`, arrays of the model's input shape (default: random ones)."""
+    calibrated (min/max) on `inputs`, arrays of the model's input shape (default: random ones).
+    `integer_hard=False` leaves h-swish and hard-sigmoid float (to measure what that costs)."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
@@ -77,7 +117,7 @@ def quantize(model: onnx.ModelProto, inputs: Iterable[np.ndarray] | None = None)
     # quantize_static rewrites a ModelProto it is given in place (weights to external data): hand it a file
     with tempfile.TemporaryDirectory(prefix="nas-int8-") as tmp, _quiet():
         src, dst = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
-        onnx.save(model, src)
+        onnx.save(integer_hard_activations(model) if integer_hard else model, src)
         quantize_static(src, dst, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
         quantized = onnx.load(dst)

@@ -49,6 +49,7 @@ def test_export_int8_writes_a_quantized_model_and_reports_both_top1(trained, tmp
     assert floats and float(floats[1]) == pytest.approx(torch_top1, abs=1.5 / 144)  # one image may flip at a tie
     assert 0 <= float(floats[2]) <= 1 and "144 images" in text
     assert re.search(r"integer kernels: .*QLinearConv \d+", text)
+    assert "stay float" not in text  # h-swish and the SE gate quantize too
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -11,7 +11,7 @@ from latency_tables import LatencyTable, arch_ops, load_target
 from latency_tables.build import build_table, measure_ops
 from latency_tables.measure import Budget, OnnxRuntimeRunner
 from latency_tables.ops import Op, op_onnx
-from latency_tables.quantize import graph_report, quantize
+from latency_tables.quantize import graph_report, integer_hard_activations, quantize
 from latency_tables.targets import local_cpu_path
 from search_spaces.errors import UserError
 from search_spaces.ir import SE, Block
@@ -32,10 +32,13 @@ def test_a_quantized_op_has_integer_kernels_and_is_timed():
     types = {n.op_type for n in model.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= types
     report = graph_report(model)
-    # the convolutions (expand, depthwise, project, both SE convs) and the SE's pool and scaling run on integers
-    assert report["int8"]["QLinearConv"] == 5
-    assert report["int8"]["QLinearGlobalAveragePool"] == 1 and report["int8"]["QLinearMul"] == 1
-    assert "Conv" not in report["float"]
+    # the convolutions (expand, depthwise, project, both SE convs) and the SE's pool run on integers
+    assert report["int8"]["QLinearConv"] == 5 and report["int8"]["QLinearGlobalAveragePool"] == 1
+    # so do h-swish (twice) and the SE's hard-sigmoid gate: Mul, Add, (Clip folded), Mul; and the SE's scaling
+    assert report["int8"]["QLinearAdd"] == 3 and report["int8"]["QLinearMul"] == 2 * 2 + 1 + 1
+    assert not report["float"] and sum(report["conversion"].values()) == 2  # one Q in, one DQ out
+    # left float, they run between a DequantizeLinear and a QuantizeLinear each
+    assert set(graph_report(quantize(op_onnx(SE_HSWISH), integer_hard=False))["float"]) >= {"HardSigmoid"}
 
     class Seen(OnnxRuntimeRunner):
         def session(self, model):
@@ -46,6 +49,19 @@ def test_a_quantized_op_has_integer_kernels_and_is_timed():
     (row,) = measure_ops([SE_HSWISH], runner)
     assert "QuantizeLinear" in runner.seen  # the runner timed the quantized model, not the float one
     assert row["source"] == "measured" and row["count"] == 2 and row["median_ms"] > 0
+
+
+def test_hard_activations_rewritten_compute_the_same():
+    import numpy as np
+    import onnxruntime as ort
+
+    model = op_onnx(SE_HSWISH)
+    rewritten = integer_hard_activations(model)
+    assert {"HardSwish", "HardSigmoid"} & {n.op_type for n in model.graph.node}
+    assert not {"HardSwish", "HardSigmoid"} & {n.op_type for n in rewritten.graph.node}
+    x = {"input": np.random.default_rng(0).normal(0, 3, (1, 16, 16, 16)).astype(np.float32)}
+    run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, x)[0]
+    np.testing.assert_allclose(run(rewritten), run(model), rtol=1e-5, atol=1e-5)
 
 
 def test_an_int8_table_says_int8_and_refuses_to_resume_as_fp32(tmp_path):
