@@ -110,13 +110,14 @@ def accuracy_row(args) -> dict:
     """Train `args.network` briefly on CIFAR-10 (cached in --work), then score float and int8."""
     ref = REFERENCES[args.network]().replace(num_classes=10)
     data = load_data(f"cifar10:{args.data_dir}", resolution=args.resolution, train_subset=args.train_images, seed=0)
-    work = Path(args.work)
-    started = time.time()
-    if not (work / "model.pt").exists():
+    work = Path(args.work) / f"{args.network}_r{args.resolution}_n{args.train_images}_e{args.epochs:g}"
+    if not (work / "train_seconds.txt").exists():
+        started = time.time()
         model = build_for_training(ref, data)
         train(model, data, TrainConfig(epochs=args.epochs, batch_size=64, lr=0.05, threads=args.threads))
         save_deployment(work, ref, model.state_dict())
-    train_s = time.time() - started
+        (work / "train_seconds.txt").write_text(f"{time.time() - started:.1f}\n")  # written last: training done
+    train_s = float((work / "train_seconds.txt").read_text())
     state = torch.load(work / "model.pt", map_location="cpu", weights_only=True)
     net = proxy_network(Trained(ref, state, None), data)
     float_model = export_onnx(net)
@@ -163,7 +164,7 @@ def main() -> None:
     ap.add_argument("--train-images", type=int, default=4000)
     ap.add_argument("--epochs", type=float, default=3.0)
     ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "latency_int8"),
-                    help="where the trained network is kept (a rerun skips training)")
+                    help="where trained networks are kept, one folder per setting (a rerun skips training)")
     ap.add_argument("--no-train", action="store_true")
     args = ap.parse_args()
     if not args.no_train and not args.data_dir:
@@ -198,10 +199,10 @@ def main() -> None:
              "end-to-end term). `*_float_pct` / `*_qdq_pct`: share of the int8 run time (onnxruntime per-node "
              "profile, per node the median over 20 runs) in nodes that run float, and in QuantizeLinear/"
              "DequantizeLinear. `int8_kernels`: integer kernels (QLinear*, QGemm) in the optimized graph.", "",
-             "Nodes that run float in the int8_float_hard graphs (none in the int8 graphs: "
-             + ", ".join(f"{r.network} {r.int8_float_nodes}" for r in lat.itertuples()) + "):", ""]
-    lines += [f"- {r.network}: {', '.join(f'{t} {n}' for t, n in json.loads(r.int8_float_hard_float_nodes).items()) or 'none'}"
-              for r in lat.itertuples()]
+             "Nodes that run float (optimized graph):", ""]
+    for name in ("int8", "int8_float_hard"):
+        lines += [f"- {name}: " + "; ".join(f"{r.network} " + (", ".join(f"{t} {n}" for t, n in json.loads(
+            getattr(r, f"{name}_float_nodes")).items()) or "none") for r in lat.itertuples())]
     if acc is not None:
         a = acc.iloc[0]
         lines += ["", "## Accuracy", "",
