@@ -148,8 +148,9 @@ def plot(df: pd.DataFrame, path: Path) -> None:
     for i, r in df.reset_index(drop=True).iterrows():
         ax.text(i, r["int8_ms"], f"{r['speedup']:.2f}x", ha="center", va="bottom", fontsize=8)
     ax.set_xticks(x, df["network"], rotation=20, fontsize=8)
-    ax.set(ylabel="end-to-end ms (onnxruntime, 1 thread, CPU time)", title="float vs 8-bit on this CPU, 224x224")
-    ax.legend()
+    ax.set(ylabel="end-to-end ms (onnxruntime, 1 thread, CPU time)", title="float vs 8-bit on this CPU, 224x224",
+           ylim=(0, 1.45 * df[["fp32_ms", "int8_ms", "int8_float_hard_ms"]].max().max()))
+    ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
