@@ -9,8 +9,8 @@ none for stay float between a DQ and a Q, which `graph_report` shows. It has non
 and the hard-sigmoid gate of SE, so `integer_hard_activations` first spells them with Mul, Add
 and Clip, which it runs on integers: MobileNetV3 then runs integer-only from the first Q to the
 last DQ (experiments/results/latency_int8.md gives what the float ones cost). uint8 activations with
-int8 weights are onnxruntime's choice for x86 (with or without VNNI; without it, 7-bit weights
-would avoid saturation, which changes accuracy but not the graph or its speed much).
+int8 weights are onnxruntime's recommendation for x86 CPUs; weights keep all 8 bits (no
+reduce_range), which is right for CPUs with VNNI such as the one the figures come from.
 """
 from __future__ import annotations
 
