@@ -18,7 +18,7 @@ import torch
 from latency_tables.quantize import graph_report, quantize
 from nas.data import Data, Split, load_data
 from nas.run_config import RunConfig
-from nas.run_dir import RunDir, load_tensors
+from nas.run_dir import RunDir, load_state_dict
 from search_spaces.atomic import atomic_write
 from search_spaces.builder import build_model
 from search_spaces.errors import UserError
@@ -58,11 +58,11 @@ def trained_model(arch_arg: str, weights: str | None) -> Trained:
         arch_file, model_file = path / "arch.json", path / "model.pt"
         if not arch_file.is_file() or not model_file.is_file():
             raise UserError(f"{path} holds no trained model (arch.json and model.pt)")
-        return Trained(Arch.from_json(arch_file.read_text()), load_tensors(model_file, "weights"), _run_config(path))
+        return Trained(load_arch(str(arch_file)), load_state_dict(model_file), _run_config(path))
     if not weights:
         raise UserError("--int8 quantizes a trained model: give a run's best/ or final/ directory, "
                         "or ARCH with --weights FILE")
-    return Trained(load_arch(arch_arg), load_tensors(weights, "weights"), None)
+    return Trained(load_arch(arch_arg), load_state_dict(weights), None)
 
 
 def model_inputs(split: Split, limit: int | None = None) -> np.ndarray:

@@ -75,3 +75,8 @@ def test_an_architecture_needs_weights_that_fit(trained, tmp_path, capsys):
     assert main(["arch", "export", "mobilenet_v3_small", "--weights", str(trained[0] / "model.pt"), *args]) == 2
     err = capsys.readouterr().err.strip()
     assert "do not fit" in err and len(err.splitlines()) == 1
+    import torch
+    torch.save([torch.zeros(3)], tmp_path / "list.pt")
+    assert main(["arch", "export", "mobilenet_v3_small", "--weights", str(tmp_path / "list.pt"), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is not a state_dict" in err and len(err.splitlines()) == 1
