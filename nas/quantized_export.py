@@ -33,12 +33,16 @@ class Trained:
     config: RunConfig | None    # the search's settings when the model comes from a run directory
 
 
+#: what a run's config.json must say for its model to be scored as it was trained
+NEEDED_FROM_RUN = ("data", "resolution", "seed")
+
+
 def _run_config(directory: Path) -> RunConfig | None:
     """The config of the run a result directory belongs to: itself (a run), best/ or netadapt/
     in it, or final/<rank>/."""
     for run in (directory, directory.parent, directory.parent.parent):
         if (run / "config.json").is_file():
-            return RunDir(run).config()
+            return RunDir(run).config(NEEDED_FROM_RUN)
     return None
 
 
@@ -54,7 +58,7 @@ def trained_model(arch_arg: str, weights: str | None) -> Trained:
         if (path / "config.json").is_file() or (path / "winner.json").is_file():
             run = RunDir(path if (path / "config.json").is_file() else path.parent)
             w = run.load_winner()
-            return Trained(w.arch, w.state, run.config())
+            return Trained(w.arch, w.state, run.config(NEEDED_FROM_RUN))
         arch_file, model_file = path / "arch.json", path / "model.pt"
         if not arch_file.is_file() or not model_file.is_file():
             raise UserError(f"{path} holds no trained model (arch.json and model.pt)")
@@ -109,6 +113,8 @@ def export_int8(trained: Trained, data_spec: str, out: str | Path, resolution: i
     from search_spaces.onnx_export import export_onnx
 
     cfg = trained.config
+    if cfg and cfg.data != data_spec:  # another data set's top-1 would say nothing about this model
+        raise UserError(f"the model was trained on {cfg.data}; use --calibration-data {cfg.data}")
     if resolution is None:  # no run directory: the resolution a search on this data trains at
         resolution = cfg.resolution if cfg else PROXY_DEFAULTS["digits" if data_spec == "digits" else "other"]["resolution"]
     if calibration_images < 1:

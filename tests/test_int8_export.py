@@ -52,6 +52,22 @@ def test_export_int8_writes_a_quantized_model_and_reports_both_top1(trained, tmp
     assert "stay float" not in text  # h-swish and the SE gate quantize too
 
 
+def test_a_run_directory_brings_its_split_and_data(trained, tmp_path, capsys):
+    import json
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained[0], run / "best")
+    (run / "config.json").write_text(json.dumps({"data": "digits", "resolution": 8, "seed": 0}))
+    out = tmp_path / "q.onnx"
+    assert main(["arch", "export", str(run), "--int8", "--calibration-data", "digits", "--onnx", str(out)]) == 0
+    assert "8x8 inputs" in capsys.readouterr().out and out.exists()
+    assert main(["arch", "export", str(run), "--int8", "--calibration-data", "cifar10:/nowhere",
+                 "--onnx", str(tmp_path / "other.onnx")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "trained on digits" in err and len(err.splitlines()) == 1
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--int8", "--onnx", "x.onnx"], "--int8 needs --calibration-data"),
     (["--calibration-data", "digits", "--onnx", "x.onnx"], "go with --int8"),
