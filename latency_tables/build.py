@@ -21,7 +21,7 @@ from latency_tables.table import LatencyTable, new_metadata, op_row
 from search_spaces.errors import UserError
 
 NETWORK_BUDGET = Budget(warmup=2, runs_per_round=1, min_rounds=15, max_rounds=60, max_seconds=0.8, rel_tol=0.01)
-RESUME_FIELDS = ("device", "space", "resolution", "threads", "runner")
+RESUME_FIELDS = ("device", "space", "resolution", "threads", "runner", "precision")
 
 
 def measure_ops(ops: list[Op], runner) -> list[dict]:
@@ -69,10 +69,11 @@ def build_table(space, device: str, out: str | Path, runner, resolution: int | N
     out = Path(out)
     r = resolution or space.resolution
     threads = getattr(runner, "threads", 1)
-    args = {"device": device, "space": space.name, "resolution": r, "threads": threads, "runner": runner.name}
+    args = {"device": device, "space": space.name, "resolution": r, "threads": threads, "runner": runner.name,
+            "precision": runner.precision}
     if out.exists():
         table = LatencyTable.load(out)
-        old = {k: table.metadata.get(k) for k in RESUME_FIELDS}
+        old = {**{k: table.metadata.get(k) for k in RESUME_FIELDS}, "precision": table.precision}
         if old != args:
             diff = ", ".join(f"{k} {old[k]!r} vs {args[k]!r}" for k in RESUME_FIELDS if old[k] != args[k])
             raise UserError(f"{out} holds a table built with other arguments ({diff}); "
@@ -81,7 +82,8 @@ def build_table(space, device: str, out: str | Path, runner, resolution: int | N
         extra = {} if runner.name == "onnxruntime" else {"runtime": "command", "runtime_version": runner.version,
                                                          "cpu": "unknown", "cores": None}
         table = LatencyTable(None, new_metadata(device, space.name, r, threads, runner=runner.name,
-                                                clock=runner.clock_name, complete=False, **extra))
+                                                clock=runner.clock_name, precision=runner.precision,
+                                                complete=False, **extra))
     todo = [op for op in (ops if ops is not None else space_ops(space, r)) if op.key not in table]
     random.Random(seed).shuffle(todo)  # mix big and small ops in every interleaved chunk
     started = time.time()

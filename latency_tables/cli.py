@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from latency_tables.quantize import PRECISIONS
 from search_spaces.errors import UserError
 
 
@@ -26,11 +27,14 @@ def register(sub) -> None:
     p.add_argument("--out", metavar="FILE", help="table file (default: local_cpu cache or latency_DEVICE_SPACE_rRES.csv)")
     p.add_argument("--calibrate", type=int, default=20, metavar="N", help="networks timed whole to fit the end-to-end term")
     p.add_argument("--recalibrate", action="store_true", help="fit the end-to-end term again on a finished table")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="fp32, or int8: time each op (and network) statically quantized with onnxruntime "
+                        "(local_cpu int8: the local_cpu_int8 target)")
     runner_args(p)
     p.set_defaults(func=build)
 
     p = lat.add_parser("validate", help="time random networks end to end and compare with a table")
-    p.add_argument("--table", required=True, help="target name (local_cpu, pixel_cpu) or table file")
+    p.add_argument("--table", required=True, help="target name (local_cpu, local_cpu_int8, pixel_cpu) or table file")
     p.add_argument("--space", default=None, help="search space (default: the table's)")
     p.add_argument("--samples", type=int, default=100, metavar="N")
     p.add_argument("--seed", type=int, default=12345)
@@ -40,7 +44,7 @@ def register(sub) -> None:
 
     p = lat.add_parser("predict", help="latency of one architecture, per layer")
     p.add_argument("arch", help="a reference name, an IR JSON file, or an IR string")
-    p.add_argument("--target", default="pixel_cpu", help="pixel_cpu, local_cpu or a table file")
+    p.add_argument("--target", default="pixel_cpu", help="pixel_cpu, local_cpu, local_cpu_int8 or a table file")
     p.add_argument("--json", action="store_true", help='print {"latency_ms": ...}')
     p.set_defaults(func=predict)
 
@@ -52,7 +56,7 @@ def register(sub) -> None:
     p.set_defaults(func=import_)
 
 
-def _runner(args):
+def _runner(args, precision: str):
     from latency_tables.measure import CommandRunner, OnnxRuntimeRunner
 
     if args.runner == "command" and not args.command:
@@ -60,8 +64,8 @@ def _runner(args):
     if args.repeats < 1:
         raise UserError("--repeats must be at least 1")
     if args.runner == "command":
-        return CommandRunner(args.command, args.repeats)
-    return OnnxRuntimeRunner(args.threads)
+        return CommandRunner(args.command, args.repeats, precision=precision)
+    return OnnxRuntimeRunner(args.threads, precision=precision)
 
 
 def build(args) -> int:
@@ -77,12 +81,13 @@ def build(args) -> int:
         raise UserError("--calibrate must be 0 or more")
     if args.device == "local_cpu" and args.runner != "onnxruntime":
         raise UserError("device local_cpu is this machine: use --runner onnxruntime")
-    out = args.out or (local_cpu_path(args.threads) if args.device == "local_cpu"
-                       else Path(f"latency_{args.device}_{space.name}_r{r}.csv"))
-    table = build_table(space, args.device, out, _runner(args), resolution=r, calibrate=args.calibrate,
-                        recalibrate=args.recalibrate)
+    suffix = "" if args.precision == "fp32" else f"_{args.precision}"
+    out = args.out or (local_cpu_path(args.threads, args.precision) if args.device == "local_cpu"
+                       else Path(f"latency_{args.device}{suffix}_{space.name}_r{r}.csv"))
+    table = build_table(space, args.device, out, _runner(args, args.precision), resolution=r,
+                        calibrate=args.calibrate, recalibrate=args.recalibrate)
     term = table.metadata["network_term"]
-    print(f"wrote {out}: {len(table)} ops; end-to-end term: scale {term['scale']:.3f}, "
+    print(f"wrote {out}: {len(table)} {table.precision} ops; end-to-end term: scale {term['scale']:.3f}, "
           f"{term['per_input_melem_ms']:+.3f} ms per M input elements, offset {term['offset_ms']:+.3f} ms")
     return 0
 
@@ -101,7 +106,8 @@ def validate(args) -> int:
                         f"time its networks with --runner command --command TEMPLATE")
     if args.runner == "onnxruntime" and args.threads != table.metadata.get("threads"):
         raise UserError(f"the table was measured with {table.metadata.get('threads')} thread(s); use the same --threads")
-    stats, _ = validate_table(table, space, _runner(args), args.samples, args.seed, args.out)
+    # whole networks are timed in the table's precision (int8: each one quantized, like its ops)
+    stats, _ = validate_table(table, space, _runner(args, table.precision), args.samples, args.seed, args.out)
     print(f"{stats['n']} networks: RMSE {stats['rmse_ms']:.3f} ms, RMSPE {stats['rmspe_pct']:.2f}%, "
           f"within 5% {stats['within_5pct']:.0%}, within 10% {stats['within_10pct']:.0%}, "
           f"Kendall tau {stats['kendall_tau']:.3f}")

@@ -8,6 +8,7 @@ wall time, under load it leaves out the time other processes took. (With more th
 it must use wall time.) Models are also timed in interleaved rounds: every round runs each
 model of the batch once in a fresh random order, until each median is stable or its time
 budget is spent, so a slow phase hits all models alike instead of biasing a few.
+A runner of precision int8 times each model after quantizing it (`latency_tables.quantize`).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from latency_tables.quantize import check_precision, for_precision
 from search_spaces.errors import UserError
 
 STATS = ("mean_ms", "median_ms", "p10_ms", "p90_ms", "std_ms", "count")
@@ -70,12 +72,13 @@ class OnnxRuntimeRunner:
 
     name = "onnxruntime"
 
-    def __init__(self, threads: int = 1, budget: Budget | None = None, seed: int = 0):
+    def __init__(self, threads: int = 1, budget: Budget | None = None, seed: int = 0, precision: str = "fp32"):
         import onnxruntime as ort
 
         if threads < 1:
             raise UserError(f"--threads must be at least 1, got {threads}")
         self.ort, self.threads, self.budget = ort, threads, budget or Budget()
+        self.precision = check_precision(precision)  # int8: each model is quantized before it is timed
         self.version = ort.__version__
         self.rng = random.Random(seed)
         # one thread: the run happens in this thread, whose CPU time excludes preemption
@@ -97,7 +100,7 @@ class OnnxRuntimeRunner:
             b = self.budget
             runs = []
             for model in models:
-                sess = self.session(model)
+                sess = self.session(for_precision(model, self.precision))
                 inp = sess.get_inputs()[0]
                 feed = {inp.name: np.random.default_rng(0).standard_normal(inp.shape).astype(np.float32)}
                 for _ in range(b.warmup):
@@ -143,10 +146,12 @@ class CommandRunner:
 
     name = "command"
 
-    def __init__(self, template: str, repeats: int = 3, timeout: float = 600, seed: int = 0):
+    def __init__(self, template: str, repeats: int = 3, timeout: float = 600, seed: int = 0,
+                 precision: str = "fp32"):
         if not template or "{model}" not in template:
             raise UserError("--command must contain {model}, the place for the ONNX file path")
         self.template, self.repeats, self.timeout = template, repeats, timeout
+        self.precision = check_precision(precision)
         self.rng = random.Random(seed)
         self.version = "command"
         self.clock_name = "reported by the command"
@@ -171,7 +176,7 @@ class CommandRunner:
             paths = []
             for i, model in enumerate(models):
                 paths.append(Path(tmp) / f"op{i}.onnx")
-                onnx.save(model, paths[-1])
+                onnx.save(for_precision(model, self.precision), paths[-1])
             order = list(range(len(models)))
             for _ in range(self.repeats):
                 self.rng.shuffle(order)

@@ -19,11 +19,12 @@ class Measure:
 
     threads: int = 1
     autosave: bool = False
+    precision: str = "fp32"
     runner: OnnxRuntimeRunner | None = field(default=None, repr=False)
 
     def __call__(self, table: LatencyTable, ops: list[Op]) -> None:
         if self.runner is None:
-            self.runner = OnnxRuntimeRunner(self.threads)
+            self.runner = OnnxRuntimeRunner(self.threads, precision=self.precision)
         table.add_rows(measure_ops(ops, self.runner))
         if self.autosave and table.path is not None:
             table.merge_from(table.path)
@@ -44,7 +45,7 @@ def for_table(table: LatencyTable) -> Measure | Predict | None:
     """The policy a table's own metadata allows: measure when it was measured on this machine,
     predict when it carries an op model, else none (a missing op is an error)."""
     if table.is_local:
-        return Measure(int(table.metadata.get("threads", 1)))
+        return Measure(int(table.metadata.get("threads", 1)), precision=table.precision)
     if table.metadata.get("op_model"):
         return Predict(OpModel.from_dict(table.metadata["op_model"]))
     return None

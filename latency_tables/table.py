@@ -23,6 +23,7 @@ import pandas as pd
 from search_spaces.atomic import atomic_path
 from latency_tables.measure import STATS
 from latency_tables.ops import Op, arch_ops, parse_key
+from latency_tables.quantize import PRECISIONS
 from search_spaces.errors import UserError
 from search_spaces.ir import Arch
 
@@ -57,7 +58,8 @@ def new_metadata(device: str, space: str, resolution: int, threads: int, **extra
     names its own runtime, runtime_version, cpu and cores instead of this machine's)."""
     return {"device": device, **machine_fingerprint(), "threads": threads, "resolution": resolution,
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "space": space,
-            "schema_version": SCHEMA_VERSION, "statistic": "median_ms", "network_term": dict(NO_TERM), **extra}
+            "schema_version": SCHEMA_VERSION, "statistic": "median_ms", "network_term": dict(NO_TERM),
+            "precision": "fp32", **extra}
 
 
 def op_row(op: Op, stats: dict, source: str) -> dict:
@@ -96,6 +98,12 @@ class LatencyTable:
     @property
     def network_term(self) -> dict:
         return self.metadata.get("network_term") or dict(NO_TERM)
+
+    @property
+    def precision(self) -> str:
+        """fp32, or int8: every op (and the networks of the end-to-end fit) timed statically quantized.
+        Tables written before precisions existed are float."""
+        return self.metadata.get("precision", "fp32")
 
     @property
     def is_local(self) -> bool:
@@ -184,7 +192,7 @@ class LatencyTable:
             other = LatencyTable.load(path)
         except UserError:
             return
-        if other.metadata.get("device") == self.metadata.get("device"):
+        if other.metadata.get("device") == self.metadata.get("device") and other.precision == self.precision:
             self.add_rows(other.df[~other.df["key"].isin(self._ms)].to_dict("records"))
 
     # ---- files ----------------------------------------------------------------
@@ -232,6 +240,8 @@ def validate(df: pd.DataFrame, meta: dict, where: str) -> None:
         raise UserError(f"{where}: metadata lacks {', '.join(missing)}")
     if meta["schema_version"] != SCHEMA_VERSION:
         raise UserError(f"{where}: schema version {meta['schema_version']!r}, this program reads {SCHEMA_VERSION}")
+    if meta.get("precision", "fp32") not in PRECISIONS:
+        raise UserError(f"{where}: metadata precision {meta['precision']!r} is not one of {PRECISIONS}")
     if meta["statistic"] not in STATS[:4]:
         raise UserError(f"{where}: metadata statistic {meta['statistic']!r} is not one of {STATS[:4]}")
     cols = [c for c in COLUMNS if c not in df.columns]

@@ -1,4 +1,5 @@
-"""Latency targets by name: `pixel_cpu` (shipped), `local_cpu` (this machine, cached), or a table file."""
+"""Latency targets by name: `pixel_cpu` (shipped), `local_cpu` and `local_cpu_int8` (this machine,
+float or 8-bit, cached), or a table file."""
 from __future__ import annotations
 
 import os
@@ -8,26 +9,32 @@ from latency_tables.missing import Measure, for_table
 from latency_tables.table import LatencyTable, new_metadata
 from search_spaces.errors import UserError
 
-TARGETS = ("pixel_cpu", "local_cpu")
+TARGETS = ("pixel_cpu", "local_cpu", "local_cpu_int8")
+#: this machine's targets and the precision each is timed in
+LOCAL_CPU = {"local_cpu": "fp32", "local_cpu_int8": "int8"}
 
 
-def local_cpu_path(threads: int = 1) -> Path:
-    """This machine's table in the user's cache directory (respects XDG_CACHE_HOME)."""
+def local_cpu_path(threads: int = 1, precision: str = "fp32") -> Path:
+    """This machine's table in the user's cache directory (respects XDG_CACHE_HOME); the int8
+    table lives next to the float one."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "hw-nas" / "latency" / f"local_cpu_t{threads}.csv"
+    name = "local_cpu" if precision == "fp32" else f"local_cpu_{precision}"
+    return Path(base) / "hw-nas" / "latency" / f"{name}_t{threads}.csv"
 
 
-def local_cpu(threads: int = 1, space: str = "mnv3", resolution: int = 224) -> LatencyTable:
-    """This machine's table. Ops missing from it are measured on first use and written back to
-    the cache; `nas latency build --device local_cpu` fills it (and fits its end-to-end term)
-    in one go. A cache measured on a different machine is started afresh."""
-    path = local_cpu_path(threads)
+def local_cpu(threads: int = 1, space: str = "mnv3", resolution: int = 224, precision: str = "fp32") -> LatencyTable:
+    """This machine's table of `precision`. Ops missing from it are measured on first use and
+    written back to the cache; `nas latency build --device local_cpu [--precision int8]` fills it
+    (and fits its end-to-end term) in one go. A cache measured on a different machine, or in
+    another precision, is started afresh."""
+    path = local_cpu_path(threads, precision)
     table = LatencyTable.load(path) if path.exists() else None
-    if table is None or not table.is_local:
+    if table is None or not table.is_local or table.precision != precision:
         table = LatencyTable(None, new_metadata("local_cpu", space, resolution, threads, runner="onnxruntime",
-                                                clock="thread_cpu" if threads == 1 else "wall", complete=False))
+                                                clock="thread_cpu" if threads == 1 else "wall",
+                                                precision=precision, complete=False))
         table.save(path)
-    table.missing = Measure(threads, autosave=True)
+    table.missing = Measure(threads, autosave=True, precision=precision)
     return table
 
 
@@ -39,12 +46,12 @@ def open_table(path: str | Path) -> LatencyTable:
 
 
 def load_target(name: str) -> LatencyTable:
-    """A target name (`pixel_cpu`, `local_cpu`) or a path to a table file."""
+    """A target name (`pixel_cpu`, `local_cpu`, `local_cpu_int8`) or a path to a table file."""
     if name == "pixel_cpu":
         from latency_tables.pixel import TABLE_FILE
         return open_table(TABLE_FILE)
-    if name == "local_cpu":
-        return local_cpu()
+    if name in LOCAL_CPU:
+        return local_cpu(precision=LOCAL_CPU[name])
     if Path(name).suffix == ".csv" or Path(name).exists():
         return open_table(name)
     raise UserError(f"unknown latency target {name!r}: use {', '.join(TARGETS)} or a table file (.csv)")

@@ -11,9 +11,9 @@ import math
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
+from latency_tables.targets import TARGETS as BUILTIN_TARGETS
 from search_spaces.errors import UserError
 
-BUILTIN_TARGETS = ("pixel_cpu", "local_cpu")
 MAX_RESOLUTION = 2048  # a 2048x2048 proxy batch already needs GBs per layer
 
 

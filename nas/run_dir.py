@@ -54,6 +54,14 @@ def load_tensors(path: str | Path, what: str):
         raise UserError(f"cannot load {what} {path}: {detail}") from None
 
 
+def load_state_dict(path: str | Path) -> dict:
+    """A model.pt: `load_tensors`, and a mapping of parameter names to tensors, or a one-line error."""
+    state = load_tensors(path, "weights")
+    if not (isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())):
+        raise UserError(f"{path} is not a state_dict (a mapping of parameter names to tensors)")
+    return state
+
+
 def _is_json_list(text) -> bool:
     try:
         return isinstance(json.loads(text), list)
@@ -227,7 +235,4 @@ class RunDir:
         if not arch_path.is_file() or not model_path.is_file():
             raise UserError(f"{src} needs arch.json and model.pt (has `nas search` finished?)")
         arch = Arch.from_json(arch_path.read_text())
-        state = load_tensors(model_path, "weights")
-        if not (isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())):
-            raise UserError(f"{model_path} is not a state_dict (a mapping of parameter names to tensors)")
-        return Winner(arch, state, src)
+        return Winner(arch, load_state_dict(model_path), src)

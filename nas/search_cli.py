@@ -23,7 +23,8 @@ PROXY_DEFAULTS = {"digits": {"resolution": 8, "epochs": 8.0, "batch_size": 32, "
 def register(sub) -> None:
     p = sub.add_parser("search", help="hardware-aware architecture search (MnasNet) with Ray Tune")
     p.add_argument("--space", default="mnv3", help="search space (mnv3, mnv3_small)")
-    p.add_argument("--target", default="pixel_cpu", help="latency target: pixel_cpu, local_cpu or a table file")
+    p.add_argument("--target", default="pixel_cpu", help="latency target: pixel_cpu, local_cpu, local_cpu_int8 "
+                                                        "(8-bit) or a table file")
     p.add_argument("--controller", default="rl", choices=sorted(CONTROLLERS))
     p.add_argument("--reward", default="soft", choices=list(EXPONENTS))
     p.add_argument("--w", type=float, help="latency exponent for both sides of T (overrides --reward's)")

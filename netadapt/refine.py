@@ -121,14 +121,16 @@ def load_model(path: Path, arch: Arch) -> Net:
 
 
 def measured_ms(arch: Arch, table) -> float | None:
-    """Median onnxruntime latency of `arch` on this machine, when the target is this machine."""
+    """Median onnxruntime latency of `arch` on this machine (in the table's precision), when the
+    target is this machine."""
     if not table.is_local:
         return None
     from latency_tables.measure import Budget, OnnxRuntimeRunner, summarize
     from search_spaces.onnx_export import export_onnx
 
     runner = OnnxRuntimeRunner(int(table.metadata.get("threads", 1)),
-                               Budget(warmup=3, min_rounds=15, max_rounds=60, max_seconds=2.0))
+                               Budget(warmup=3, min_rounds=15, max_rounds=60, max_seconds=2.0),
+                               precision=table.precision)
     samples = runner.measure([export_onnx(arch)])[0]
     return summarize(samples)["median_ms"]
 
