@@ -95,11 +95,6 @@ def _cifar10_files(directory: str) -> list[Path]:
     return files
 
 
-def _cifar10(directory: str):
-    tr, te = (np.load(f) for f in _cifar10_files(directory))
-    return tr["x_train"], tr["y_train"], te["x_test"], te["y_test"]
-
-
 @contextmanager
 def _image(f: Path):
     """The opened image; PIL's errors for a damaged or foreign file (raised on opening, or on
@@ -145,11 +140,6 @@ def _read_images(files: list[tuple[Path, int]], resolution: int):
         with _image(f) as im:
             xs.append(np.asarray(im.convert("RGB").resize((resolution, resolution))))
     return np.stack(xs), np.array([label for _, label in files])
-
-
-def _imagefolder(directory: str, resolution: int):
-    train, test = _imagefolder_files(directory)
-    return (*_read_images(train, resolution), *_read_images(test, resolution))
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
@@ -224,9 +214,11 @@ def load_data(spec: str = "digits", resolution: int = 32, train_subset: int | No
     if kind == "digits":
         x_tr, y_tr, x_te, y_te = _digits()
     elif kind == "cifar10":
-        x_tr, y_tr, x_te, y_te = _cifar10(arg)
+        tr, te = (np.load(f) for f in _cifar10_files(arg))
+        x_tr, y_tr, x_te, y_te = tr["x_train"], tr["y_train"], te["x_test"], te["y_test"]
     else:
-        x_tr, y_tr, x_te, y_te = _imagefolder(arg, resolution)
+        train, test = _imagefolder_files(arg)
+        x_tr, y_tr, x_te, y_te = (*_read_images(train, resolution), *_read_images(test, resolution))
     _check_split_args(val_fraction, train_subset)
     train_idx, val_idx = split_indices(len(x_tr), val_fraction, train_subset, seed)
 
