@@ -26,21 +26,18 @@ import sys
 import time
 from pathlib import Path
 
-import matplotlib
 import pandas as pd
 import torch
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from nas.data import load_data  # noqa: E402
-from nas.device import add_device_argument, describe, describe_line, resolve_device  # noqa: E402
-from nas.evaluation import cached_data, cached_target, evaluate_candidate  # noqa: E402
-from nas.search_report import markdown_table  # noqa: E402
-from nas.training import TrainConfig, build_for_training, train  # noqa: E402
-from search_spaces.errors import UserError  # noqa: E402
-from search_spaces.references import reference  # noqa: E402
-from search_spaces.space import get_space  # noqa: E402
+from nas.data import load_data
+from nas.device import add_device_argument, describe, describe_line, resolve_device
+from nas.evaluation import cached_data, cached_target, evaluate_candidate
+from nas.search_report import markdown_table
+from nas.training import TrainConfig, build_for_training, train
+from search_spaces.errors import UserError
+from search_spaces.references import reference
+from search_spaces.space import get_space
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -188,7 +185,8 @@ def main(argv=None) -> None:
 
     measured = table.dropna(subset=["images_per_s"])
     measured = measured[measured["what"] != "search candidate"]
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig = Figure(figsize=(7, 3.6))
+    ax = fig.subplots()
     labels = [f"{r.device} {r.model.replace('mobilenet_v3_', 'MNv3-')}" + (f" x{r.candidates}" if
               r.what.startswith("shared") else "") for r in measured.itertuples()]
     ax.barh(labels, measured["images_per_s"], color=["C0" if d == "cpu" else "C2" for d in measured["device"]])

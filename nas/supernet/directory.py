@@ -12,7 +12,7 @@ import torch
 from nas.run_config import check_numbers
 from nas.run_dir import load_tensors, read_json, write_csv, write_text
 from nas.supernet.model import Supernet
-from search_spaces.atomic import atomic_path
+from search_spaces.atomic import atomic_write
 from search_spaces.errors import UserError
 from search_spaces.space import get_space
 
@@ -80,6 +80,5 @@ class SupernetDir:
         return model.eval(), config
 
     def save_state(self, state: dict, history: list[dict]) -> None:
-        with atomic_path(self / "state.pt") as tmp:
-            torch.save(state, tmp)
+        atomic_write(self / "state.pt", lambda tmp: torch.save(state, tmp))
         write_csv(self / "epochs.csv", pd.DataFrame(history))
