@@ -49,18 +49,14 @@ BOUNDS = {
     # |w| <= 10 keeps (LAT/T)^w finite for any latency ratio a table can produce
     "w": Bound(-10, 10), "latency_target_ms": Bound(positive=True),
 }
-FLAGS = {"latency_target_ms": "--latency-target"}
-
-
-def flag(name: str) -> str:
-    return FLAGS.get(name, "--" + name.replace("_", "-"))
 
 
 def check_numbers(values: dict) -> None:
     """Raise UserError for the first setting in `values` outside its range."""
     for name, bound in BOUNDS.items():
         if name in values:
-            bound.check(flag(name), values[name])
+            flag = "--latency-target" if name == "latency_target_ms" else "--" + name.replace("_", "-")
+            bound.check(flag, values[name])
 
 
 def absolute_target(name: str) -> str:

@@ -2,7 +2,6 @@
 rewritten atomically after every epoch) and epochs.csv (loss and seconds per epoch)."""
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import pandas as pd
 import torch
 
 from nas.run_config import check_numbers
-from nas.run_dir import load_tensors, read_json, write_csv, write_text
+from nas.run_dir import load_tensors, read_json, write_csv, write_json
 from nas.supernet.model import Supernet
 from search_spaces.atomic import atomic_write
 from search_spaces.errors import UserError
@@ -52,7 +51,7 @@ class SupernetDir:
     def create(self, config: SupernetConfig) -> None:
         if (self / "supernet.json").exists():
             raise UserError(f"{self.path} already holds a supernet (continue it with --resume)")
-        write_text(self / "supernet.json", json.dumps(asdict(config), indent=2) + "\n")
+        write_json(self / "supernet.json", asdict(config))
 
     def config(self) -> SupernetConfig:
         doc = read_json(self / "supernet.json", "supernet settings")
