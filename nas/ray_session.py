@@ -35,7 +35,6 @@ import tempfile
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from unittest.mock import patch
 
 from nas.run_dir import RunDir, write_json
 from search_spaces.errors import UserError
@@ -121,6 +120,21 @@ class RaySessionRecord:
 
 
 @contextmanager
+def _environ(values: dict[str, str]):
+    """Set `values` in the environment for the block, then put back what was there."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextmanager
 def ray_session(run: RunDir, address: str | None, num_cpus: int):
     """Start a local Ray (files under a short temp dir) or attach to `address`; always shut down.
     First clean up what a killed search on `run` left. The environment is changed for the
@@ -139,7 +153,7 @@ def ray_session(run: RunDir, address: str | None, num_cpus: int):
     tmp = tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=TEMP_ROOT)
     record = RaySessionRecord(tmp, os.getpid(), _start_time(os.getpid()))
     quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
-    with patch.dict(os.environ, env):
+    with _environ(env):
         import ray  # after the environment: ray reads the loopback flag at import
 
         try:
