@@ -20,13 +20,10 @@ import sys
 import time
 from pathlib import Path
 
-import matplotlib
 import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from nas.search_report import markdown_table  # noqa: E402
+from nas.search_report import markdown_table
 
 HERE = Path(__file__).resolve().parent
 RESULTS, RUNS = HERE / "results", HERE / "runs"
@@ -80,7 +77,8 @@ def main() -> None:
     (RESULTS / "search_benchmark.md").write_text(text)
     print(text)
 
-    fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 3.5), squeeze=False)
+    fig = Figure(figsize=(5 * len(runs), 3.5))
+    axes = fig.subplots(1, len(runs), squeeze=False)
     for ax, (name, (row, trials)) in zip(axes[0], runs.items()):
         ax.bar(trials["trial"], trials["seconds"], color=["C0" if s == "ok" else "C3" for s in trials["status"]])
         ax.set(xlabel="trial", ylabel="seconds per candidate",

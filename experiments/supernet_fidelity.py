@@ -16,21 +16,18 @@ import argparse
 import time
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
+from matplotlib.figure import Figure
+from scipy.stats import kendalltau
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-from scipy.stats import kendalltau  # noqa: E402
-
-from nas.data import load_data  # noqa: E402
-from nas.run_dir import write_csv, write_text  # noqa: E402
-from nas.supernet.directory import SupernetDir  # noqa: E402
-from nas.supernet.scoring import score  # noqa: E402
-from nas.supernet.training import flips  # noqa: E402
-from search_spaces.atomic import atomic_path  # noqa: E402
-from search_spaces.errors import UserError  # noqa: E402
-from search_spaces.ir import Arch  # noqa: E402
+from nas.data import load_data
+from nas.run_dir import write_csv, write_text
+from nas.supernet.directory import SupernetDir
+from nas.supernet.scoring import score
+from nas.supernet.training import flips
+from search_spaces.atomic import atomic_write
+from search_spaces.errors import UserError
+from search_spaces.ir import Arch
 
 HERE = Path(__file__).resolve().parent
 GT = HERE.parents[1] / "shared" / "gt" / "cifar10_18ep.csv"
@@ -85,14 +82,13 @@ def main(argv=None) -> None:
          for r in frame.itertuples()]
     write_text(out / "supernet_fidelity.md", "\n".join(lines) + "\n")
 
-    fig, ax = plt.subplots(figsize=(5, 4))
+    fig = Figure(figsize=(5, 4))
+    ax = fig.subplots()
     ax.scatter(scored["supernet_acc"], scored["test_acc_18ep"])
-    ax.set_xlabel("supernet slice accuracy (recalibrated BN)")
-    ax.set_ylabel("test accuracy after 18 epochs")
-    ax.set_title(f"Kendall tau {tau:.3f} ({len(scored)} architectures)")
+    ax.set(xlabel="supernet slice accuracy (recalibrated BN)", ylabel="test accuracy after 18 epochs",
+           title=f"Kendall tau {tau:.3f} ({len(scored)} architectures)")
     fig.tight_layout()
-    with atomic_path(out / "supernet_fidelity.png") as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
+    atomic_write(out / "supernet_fidelity.png", lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     print(f"tau {tau:.3f} over {len(scored)} ({len(frame) - len(scored)} left out); {per_candidate:.2f} s/candidate; "
           f"results in {out}")
 

@@ -26,21 +26,18 @@ import sys
 import time
 from pathlib import Path
 
-import matplotlib
 import pandas as pd
 import torch
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from nas.data import load_data  # noqa: E402
-from nas.device import add_device_argument, describe, describe_line, resolve_device  # noqa: E402
-from nas.evaluation import cached_data, cached_target, evaluate_candidate  # noqa: E402
-from nas.search_report import markdown_table  # noqa: E402
-from nas.training import TrainConfig, build_for_training, train  # noqa: E402
-from search_spaces.errors import UserError  # noqa: E402
-from search_spaces.references import reference  # noqa: E402
-from search_spaces.space import get_space  # noqa: E402
+from nas.data import load_data
+from nas.device import add_device_argument, describe, describe_line, resolve_device
+from nas.evaluation import cached_data, cached_target, evaluate_candidate
+from nas.search_report import markdown_table
+from nas.training import TrainConfig, build_for_training, train
+from search_spaces.errors import UserError
+from search_spaces.references import reference
+from search_spaces.space import get_space
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -49,26 +46,25 @@ SHARING = (1, 4, 8)
 NOT_MEASURED = "not measured (no CUDA GPU on this machine)"
 
 
-def images_per_s(model_name: str, data, device: torch.device, batch: int, steps: int, warmup: int,
-                 threads: int | None) -> dict:
-    """Training images/s of one reference network through `train()`, warm-up steps untimed."""
+def images_per_s(model_name: str, data, device: torch.device | str, batch: int, steps: int, warmup: int,
+                 threads: int | None = None, ready=lambda: None) -> dict:
+    """Training images/s of one reference network through `train()`: warm-up steps untimed, then
+    `ready()` (a barrier where processes share a GPU), then the timed steps."""
     model = build_for_training(reference(model_name), data, seed=0)
     cfg = TrainConfig(steps=warmup, batch_size=batch, lr=0.05, seed=0, threads=threads, recalibrate_images=0,
                       device=str(device))
     train(model, data, cfg)  # cuDNN autotuning, allocator growth, first-call overheads
+    ready()
+    start = time.time()
     r = train(model, data, TrainConfig(**{**cfg.to_dict(), "steps": steps}))
-    return {"images": r["steps"] * batch, "seconds": r["seconds"], "images_per_s": r["images_per_s"]}
+    return {"images": r["steps"] * batch, "seconds": r["seconds"], "images_per_s": r["images_per_s"],
+            "start": start, "end": start + r["seconds"]}
 
 
 def _shared_worker(model_name, data_spec, subset, device, batch, steps, warmup, barrier, out):
     data = load_data(data_spec, resolution=32, train_subset=subset, seed=0).to(device)
-    model = build_for_training(reference(model_name), data, seed=0)
-    cfg = TrainConfig(steps=warmup, batch_size=batch, lr=0.05, seed=0, recalibrate_images=0, device=device)
-    train(model, data, cfg)
-    barrier.wait()  # every process warmed up: the timed part starts together
-    start = time.time()
-    r = train(model, data, TrainConfig(**{**cfg.to_dict(), "steps": steps}))
-    out.put({"start": start, "end": start + r["seconds"], "images": r["steps"] * batch})
+    # every process warmed up: the timed part starts together
+    out.put(images_per_s(model_name, data, device, batch, steps, warmup, ready=barrier.wait))
 
 
 def shared_images_per_s(k: int, model_name: str, data_spec: str, subset: int | None, device: torch.device,
@@ -189,7 +185,8 @@ def main(argv=None) -> None:
 
     measured = table.dropna(subset=["images_per_s"])
     measured = measured[measured["what"] != "search candidate"]
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig = Figure(figsize=(7, 3.6))
+    ax = fig.subplots()
     labels = [f"{r.device} {r.model.replace('mobilenet_v3_', 'MNv3-')}" + (f" x{r.candidates}" if
               r.what.startswith("shared") else "") for r in measured.itertuples()]
     ax.barh(labels, measured["images_per_s"], color=["C0" if d == "cpu" else "C2" for d in measured["device"]])

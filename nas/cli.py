@@ -12,13 +12,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from search_spaces.errors import UserError  # noqa: E402
 
-# (module, function) pairs; each function adds its subcommands to the `nas` parser.
-COMMAND_GROUPS = [
-    ("nas.arch_cli", "register"),
-    ("nas.search_cli", "register"),
-    ("nas.supernet_cli", "register"),
-    ("latency_tables.cli", "register"),
-]
+# each module's `register(sub)` adds its subcommands to the `nas` parser
+COMMAND_GROUPS = ["nas.arch_cli", "nas.search_cli", "nas.supernet_cli", "latency_tables.cli"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,8 +24,8 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="nas", description="Hardware-aware neural architecture search.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for module, fn in COMMAND_GROUPS:
-        getattr(importlib.import_module(module), fn)(sub)
+    for module in COMMAND_GROUPS:
+        importlib.import_module(module).register(sub)
     return parser
 
 

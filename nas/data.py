@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from search_spaces.errors import UserError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+VAL_FRACTION = 0.1  # of the training images
 
 
 @lru_cache(maxsize=16)
@@ -95,11 +96,6 @@ def _cifar10_files(directory: str) -> list[Path]:
     return files
 
 
-def _cifar10(directory: str):
-    tr, te = (np.load(f) for f in _cifar10_files(directory))
-    return tr["x_train"], tr["y_train"], te["x_test"], te["y_test"]
-
-
 @contextmanager
 def _image(f: Path):
     """The opened image; PIL's errors for a damaged or foreign file (raised on opening, or on
@@ -147,11 +143,6 @@ def _read_images(files: list[tuple[Path, int]], resolution: int):
     return np.stack(xs), np.array([label for _, label in files])
 
 
-def _imagefolder(directory: str, resolution: int):
-    train, test = _imagefolder_files(directory)
-    return (*_read_images(train, resolution), *_read_images(test, resolution))
-
-
 def parse_spec(spec: str) -> tuple[str, str]:
     """(kind, directory) of a data spec; an unknown spec is the user's error."""
     kind, _, arg = spec.partition(":")
@@ -166,22 +157,17 @@ def absolute_spec(spec: str) -> str:
     return f"{kind}:{os.path.abspath(arg)}" if arg else spec
 
 
-def _check_split_args(val_fraction: float, train_subset: int | None) -> None:
-    if not 0 < val_fraction < 1:
-        raise UserError(f"validation fraction must be in (0, 1), got {val_fraction}")
+def split_indices(n: int, train_subset: int | None, seed: int):
+    """Training and validation indices into the `n` training images."""
     if train_subset is not None and train_subset < 2:
         raise UserError(f"--train-subset must be at least 2, got {train_subset}")
-
-
-def split_indices(n: int, val_fraction: float, train_subset: int | None, seed: int):
-    """Training and validation indices into the `n` training images."""
     order = np.random.default_rng(seed).permutation(n)
-    n_val = max(1, int(round(len(order) * val_fraction)))
+    n_val = max(1, int(round(len(order) * VAL_FRACTION)))
     val_idx, train_idx = order[:n_val], order[n_val:]
     if train_subset is not None:
         train_idx = train_idx[:train_subset]
         # a quick run's validation set shrinks too, but not below 256 images (accuracy noise)
-        val_idx = val_idx[:max(256, int(round(train_subset * val_fraction / (1 - val_fraction))))]
+        val_idx = val_idx[:max(256, int(round(train_subset * VAL_FRACTION / (1 - VAL_FRACTION))))]
     return train_idx, val_idx
 
 
@@ -192,12 +178,10 @@ class DataSizes:
     val_images: int
 
 
-def data_sizes(spec: str = "digits", train_subset: int | None = None, val_fraction: float = 0.1,
-               seed: int = 0) -> DataSizes:
+def data_sizes(spec: str = "digits", train_subset: int | None = None, seed: int = 0) -> DataSizes:
     """What `load_data` would hold, from the labels alone: no image is decoded or resized
     (an image folder's files are only checked to be images)."""
     kind, arg = parse_spec(spec)
-    _check_split_args(val_fraction, train_subset)
     if kind == "digits":
         _, y_tr, _, y_te = _digits()
     elif kind == "cifar10":
@@ -209,7 +193,7 @@ def data_sizes(spec: str = "digits", train_subset: int | None = None, val_fracti
             with _image(f) as im:
                 im.verify()
         y_tr, y_te = np.array([label for _, label in train]), np.array([label for _, label in test])
-    train_idx, val_idx = split_indices(len(y_tr), val_fraction, train_subset, seed)
+    train_idx, val_idx = split_indices(len(y_tr), train_subset, seed)
     return DataSizes(_num_classes(y_tr, y_te), len(train_idx), len(val_idx))
 
 
@@ -217,18 +201,18 @@ def _num_classes(y_tr, y_te) -> int:
     return int(max(y_tr.max(), y_te.max())) + 1
 
 
-def load_data(spec: str = "digits", resolution: int = 32, train_subset: int | None = None,
-              val_fraction: float = 0.1, seed: int = 0) -> Data:
+def load_data(spec: str = "digits", resolution: int = 32, train_subset: int | None = None, seed: int = 0) -> Data:
     """Load a data set by spec; the validation split is drawn from training data with `seed`."""
     kind, arg = parse_spec(spec)
     if kind == "digits":
         x_tr, y_tr, x_te, y_te = _digits()
     elif kind == "cifar10":
-        x_tr, y_tr, x_te, y_te = _cifar10(arg)
+        tr, te = (np.load(f) for f in _cifar10_files(arg))
+        x_tr, y_tr, x_te, y_te = tr["x_train"], tr["y_train"], te["x_test"], te["y_test"]
     else:
-        x_tr, y_tr, x_te, y_te = _imagefolder(arg, resolution)
-    _check_split_args(val_fraction, train_subset)
-    train_idx, val_idx = split_indices(len(x_tr), val_fraction, train_subset, seed)
+        train, test = _imagefolder_files(arg)
+        x_tr, y_tr, x_te, y_te = (*_read_images(train, resolution), *_read_images(test, resolution))
+    train_idx, val_idx = split_indices(len(x_tr), train_subset, seed)
 
     def split(x, y, idx=None):
         if idx is not None:

@@ -14,12 +14,10 @@ import torch
 
 from search_spaces.errors import UserError
 
-DEVICE_HELP = ("auto (a CUDA GPU when torch sees one, else the CPU), cpu, cuda or cuda:N "
-               "(default auto)")
-
 
 def add_device_argument(parser) -> None:
-    parser.add_argument("--device", default="auto", metavar="DEVICE", help=DEVICE_HELP)
+    parser.add_argument("--device", default="auto", metavar="DEVICE",
+                        help="auto (a CUDA GPU when torch sees one, else the CPU), cpu, cuda or cuda:N (default auto)")
 
 
 def resolve_device(spec: str = "auto") -> torch.device:

@@ -37,9 +37,7 @@ def cached_data(spec: str, resolution: int, train_subset: int | None, seed: int,
     return load_data(spec, resolution=resolution, train_subset=train_subset, seed=seed)
 
 
-@lru_cache(maxsize=2)
-def cached_target(name: str):
-    return load_target(name)
+cached_target = lru_cache(maxsize=2)(load_target)
 
 
 def deployment_arch(space_name: str, vector, num_classes: int, deploy_resolution: int) -> Arch:
@@ -59,12 +57,6 @@ def train_config(job: dict, epochs: float | None = None) -> TrainConfig:
 def cpu_state_dict(model: torch.nn.Module) -> dict:
     """Weights as CPU tensors: a file written on a GPU machine loads anywhere."""
     return {k: v.detach().cpu() for k, v in model.state_dict().items()}
-
-
-def state_dict_bytes(model: torch.nn.Module) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(cpu_state_dict(model), buffer)
-    return buffer.getvalue()
 
 
 def failure_reason(e: BaseException) -> str:
@@ -97,7 +89,9 @@ def evaluate_candidate(job: dict) -> dict:
                        images_per_s=result["images_per_s"])
         else:  # scored by a trained supernet's slice: no training, so no loss or speed
             model, row["accuracy"] = supernet_accuracy(job, data)
-        row["weights"] = state_dict_bytes(model)
+        buffer = io.BytesIO()
+        torch.save(cpu_state_dict(model), buffer)
+        row["weights"] = buffer.getvalue()
     except Exception as e:  # any failure of one candidate is a result, not a crash of the search
         row.update(status="failed", reason=failure_reason(e))
     # the model, its optimizer and the exception's frames are gone now: give their memory back

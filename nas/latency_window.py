@@ -8,10 +8,9 @@ training: `Screen.propose` asks the controller again, telling it of each rejecti
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -70,7 +69,7 @@ class LatencyWindow:
 
         Random samples plus the space's smallest and largest network (every decision at its first,
         resp. last, choice), predicted in one vectorized call."""
-        deployed = dataclasses.replace(space, num_classes=num_classes, resolution=resolution)
+        deployed = replace(space, num_classes=num_classes, resolution=resolution)
         rng = random.Random(seed)
         sizes = [len(d.choices) for d in space.decisions()]
         vectors = [[0] * len(sizes), [n - 1 for n in sizes]] + [space.sample(rng) for _ in range(REACH_SAMPLES)]

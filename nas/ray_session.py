@@ -32,7 +32,7 @@ import os
 import shutil
 import signal
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -48,11 +48,9 @@ TEMP_ROOT, TEMP_PREFIX = "/tmp", "nasray-"
 
 def ray_process_env(local: bool) -> dict[str, str]:
     """Environment for the Ray processes of a search; `local`: a single-node run on this machine."""
-    env = {"RAY_USAGE_STATS_ENABLED": "0"}
-    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
-        env[name] = LOOPBACK_PROXY
-    for name in ("no_proxy", "NO_PROXY"):
-        env[name] = LOOPBACK_NAMES
+    env = {"RAY_USAGE_STATS_ENABLED": "0",
+           **dict.fromkeys(("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"), LOOPBACK_PROXY),
+           **dict.fromkeys(("no_proxy", "NO_PROXY"), LOOPBACK_NAMES)}
     if local:
         env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     return env
@@ -115,10 +113,8 @@ class RaySessionRecord:
         if self.started is not None and _start_time(self.pid) == self.started:
             raise UserError(f"{run.path} is in use by a running search (pid {self.pid})")
         for pid in leftover_processes(self.temp_dir):
-            try:
+            with suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         shutil.rmtree(self.temp_dir, ignore_errors=True)
         (run / self.FILE).unlink(missing_ok=True)
 

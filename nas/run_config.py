@@ -42,25 +42,21 @@ class Bound:
 
 #: the numeric settings and their ranges (None may mean "not set" where the field allows it)
 BOUNDS = {
-    "trials": Bound(1), "workers": Bound(1), "batch_size": Bound(1), "steps": Bound(1),
+    "trials": Bound(1), "workers": Bound(1), "cpus_per_trial": Bound(1), "batch_size": Bound(1), "steps": Bound(1),
     "resolution": Bound(1, MAX_RESOLUTION), "deploy_resolution": Bound(1, MAX_RESOLUTION),
     "train_subset": Bound(2), "seed": Bound(0, 2**32 - 1),
     "epochs": Bound(positive=True), "lr": Bound(positive=True),
     # |w| <= 10 keeps (LAT/T)^w finite for any latency ratio a table can produce
     "w": Bound(-10, 10), "latency_target_ms": Bound(positive=True),
 }
-FLAGS = {"latency_target_ms": "--latency-target"}
-
-
-def flag(name: str) -> str:
-    return FLAGS.get(name, "--" + name.replace("_", "-"))
 
 
 def check_numbers(values: dict) -> None:
     """Raise UserError for the first setting in `values` outside its range."""
     for name, bound in BOUNDS.items():
         if name in values:
-            bound.check(flag(name), values[name])
+            flag = "--latency-target" if name == "latency_target_ms" else "--" + name.replace("_", "-")
+            bound.check(flag, values[name])
 
 
 def absolute_target(name: str) -> str:

@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 
 from nas.run_config import RunConfig
-from search_spaces.atomic import atomic_path
+from search_spaces.atomic import atomic_write
 from search_spaces.errors import UserError
 from search_spaces.ir import Arch
 
@@ -82,8 +82,7 @@ def read_json(path: Path, what: str) -> dict:
 
 
 def write_text(path: str | Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
+    atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def write_json(path: str | Path, doc) -> None:
@@ -91,8 +90,7 @@ def write_json(path: str | Path, doc) -> None:
 
 
 def write_csv(path: str | Path, frame: pd.DataFrame) -> None:
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False)
+    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
 def save_deployment(directory: Path, arch: Arch, state_dict: dict) -> None:
@@ -105,8 +103,7 @@ def save_deployment(directory: Path, arch: Arch, state_dict: dict) -> None:
     model.load_state_dict(state_dict)
     write_text(directory / "arch.json", arch.to_json() + "\n")
     export_onnx(model, directory / "model.onnx")
-    with atomic_path(directory / "model.pt") as tmp:
-        torch.save(model.state_dict(), tmp)
+    atomic_write(directory / "model.pt", lambda tmp: torch.save(model.state_dict(), tmp))
 
 
 @dataclass
@@ -183,8 +180,8 @@ class RunDir:
     def record(self, trials: pd.DataFrame, controller_state: dict) -> None:
         """Persist all finished trials, then the controller state that has seen them."""
         write_csv(self / "trials.csv", trials[TRIAL_COLUMNS])
-        with atomic_path(self / "controller.pt") as tmp:
-            torch.save({"n_trials": len(trials), "controller": controller_state}, tmp)
+        state = {"n_trials": len(trials), "controller": controller_state}
+        atomic_write(self / "controller.pt", lambda tmp: torch.save(state, tmp))
 
     def controller_state(self) -> dict | None:
         f = self / "controller.pt"
@@ -212,11 +209,10 @@ class RunDir:
         f = self / "best" / "trial.json"
         return json.loads(f.read_text())["key"] if f.exists() else None
 
-    def discard_pending(self, keep: str | None = None) -> None:
-        """Delete candidates' weights (and half-written files) except those of trial `keep`."""
+    def discard_pending(self) -> None:
+        """Delete candidates' weights (and half-written files)."""
         for f in (self / "pending").glob("*"):
-            if f.name != f"{keep}.pt":
-                f.unlink()
+            f.unlink()
 
     # ---- the winner NetAdapt starts from --------------------------------------
     def winner_dir(self) -> Path:

@@ -22,7 +22,7 @@ from nas.ray_session import ray_session
 from nas.reward import Reward
 from nas.run_config import RunConfig
 from nas.run_dir import TRIAL_COLUMNS, RunDir, write_csv
-from search_spaces.atomic import atomic_path
+from search_spaces.atomic import atomic_write
 from search_spaces.ir import Arch
 from search_spaces.references import reference
 from search_spaces.space import get_space
@@ -126,8 +126,7 @@ class SearchSession:
         previous_best = self.best_row()
         new_best = row["status"] == "ok" and (previous_best is None or row["reward"] > previous_best["reward"])
         if new_best:  # on disk before the trial is recorded: a kill in between still promotes it on resume
-            with atomic_path(self.run.pending_weights(key)) as tmp:
-                tmp.write_bytes(weights)
+            atomic_write(self.run.pending_weights(key), lambda tmp: tmp.write_bytes(weights))
         self.trials = pd.concat([self.trials, pd.DataFrame([row]).reindex(columns=self.trials.columns)],
                                 ignore_index=True)
         self.controller.tell(key, vector, self.objectives(row["status"], row.get("accuracy"), row.get("latency_ms")))
@@ -195,7 +194,6 @@ def run_search(run: RunDir, address: str | None = None, progress: bool = True) -
     from nas.search_report import write_reports
 
     cfg = run.config()
-    workers = cfg.workers
     with ray_session(run, address, os.cpu_count() or 1) as tmp:
         import ray
         from ray import tune
@@ -209,7 +207,7 @@ def run_search(run: RunDir, address: str | None = None, progress: bool = True) -
             tuner = tune.Tuner(
                 tune.with_resources(trainable, resources),
                 tune_config=tune.TuneConfig(search_alg=ControllerSearcher(session), num_samples=session.jobs_left,
-                                            max_concurrent_trials=workers, reuse_actors=True),
+                                            max_concurrent_trials=cfg.workers, reuse_actors=True),
                 run_config=tune.RunConfig(storage_path=os.path.join(tmp, "tune"), name="search", verbose=0,
                                           callbacks=[TrialWeights(session)]))
             tuner.fit()

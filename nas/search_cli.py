@@ -145,8 +145,6 @@ def search_devices(args) -> dict:
         raise UserError(f"--gpus-per-trial {gpus:g} with --device cpu: drop one of them")
     if gpus == 0 and device == "cuda":
         raise UserError("--device cuda with --gpus-per-trial 0: a trial without a GPU cannot train on one")
-    if args.cpus_per_trial is not None and args.cpus_per_trial < 1:
-        raise UserError(f"--cpus-per-trial must be at least 1, got {args.cpus_per_trial}")
     return {"device": device, "gpus_per_trial": gpus, "cpus_per_trial": args.cpus_per_trial,
             "device_info": None if args.address else describe(here)}
 

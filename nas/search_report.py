@@ -1,27 +1,23 @@
 """Reports of a search run: pareto.csv, reward.png, pareto.png and summary.md (all atomic)."""
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from nas.device import describe_line
+from nas.reward import pareto_front
+from nas.run_config import RunConfig
+from nas.run_dir import RunDir, write_csv, write_text
+from search_spaces.atomic import atomic_write
 
-from nas.device import describe_line  # noqa: E402
-from nas.reward import pareto_front  # noqa: E402
-from nas.run_config import RunConfig  # noqa: E402
-from nas.run_dir import RunDir, write_csv, write_text  # noqa: E402
-from search_spaces.atomic import atomic_path  # noqa: E402
-
-REFERENCES = ("mobilenet_v3_large", "mobilenet_v3_small", "mobilenet_v2", "mnasnet_a1", "proxylessnas_mobile")
 TOP_COLUMNS = ["trial", "accuracy", "latency_ms", "reward", "macs", "params", "seconds"]
 
 
 def reference_latencies(cfg: RunConfig) -> dict[str, float]:
     """Latency of each reference architecture on the run's target, as deployed by this run."""
     from nas.evaluation import cached_target
-    from search_spaces.references import reference
+    from search_spaces.references import REFERENCES, reference
 
     table = cached_target(cfg.target)
     return {name: table.query_total(reference(name).replace(num_classes=cfg.num_classes,
@@ -38,14 +34,13 @@ def markdown_table(frame: pd.DataFrame, floatfmt: str = ".4g") -> str:
 
 
 def _save(fig, path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
 
 
 def plot_reward(trials: pd.DataFrame, path) -> None:
     ok = trials[trials["status"] == "ok"]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
     ax.scatter(ok["trial"], ok["reward"], s=12, label="candidate")
     ax.plot(ok["trial"], ok["reward"].cummax(), color="C1", label="best so far")
     ax.set(xlabel="trial", ylabel="reward", title="reward over trials")
@@ -55,7 +50,8 @@ def plot_reward(trials: pd.DataFrame, path) -> None:
 
 def plot_pareto(trials: pd.DataFrame, front: pd.DataFrame, refs: dict, target_ms: float, path) -> None:
     ok = trials[trials["status"] == "ok"]
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig = Figure(figsize=(6.5, 4))
+    ax = fig.subplots()
     ax.scatter(ok["latency_ms"], ok["accuracy"], s=12, alpha=0.6, label="candidates")
     ax.step(front["latency_ms"], front["accuracy"], where="post", color="C3", marker="o", label="Pareto front")
     ax.axvline(target_ms, color="k", ls="--", lw=1, label=f"target T = {target_ms:.1f} ms")

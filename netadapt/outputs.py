@@ -17,13 +17,11 @@ SUMMARY_MARK = "- NetAdapt"
 
 def plot(state: dict, path: Path) -> None:
     """Validation accuracy against predicted latency along the iterations."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     h = pd.DataFrame(state["history"])
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.subplots()
     ax.plot(h["predicted_ms"], h["acc_after_ft"], "o-", label="after short-term fine-tuning")
     ax.plot(h["predicted_ms"][:1], h["acc_after_ft"][:1], "*", ms=14, label="winner")
     ax.plot([state["latency_ms"]], [state["final_val_acc"]], "D", ms=9, label="after long-term fine-tuning")
@@ -32,14 +30,12 @@ def plot(state: dict, path: Path) -> None:
         ax.annotate(str(r["iteration"]), (r["predicted_ms"], r["acc_after_ft"]), fontsize=7,
                     xytext=(3, 3), textcoords="offset points")
     ax.invert_xaxis()  # iterations run right to left as latency falls
-    ax.set_xlabel(f"latency on {state['settings']['target']} (table-predicted, ms)")
-    ax.set_ylabel("validation accuracy")
-    ax.set_title("NetAdapt: accuracy vs latency along the iterations")
+    ax.set(xlabel=f"latency on {state['settings']['target']} (table-predicted, ms)", ylabel="validation accuracy",
+           title="NetAdapt: accuracy vs latency along the iterations")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
     atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=120))
-    plt.close(fig)
 
 
 def result(state: dict, out: Path) -> dict:
@@ -66,8 +62,7 @@ def append_summary(run_dir: Path, line: str, out: Path) -> None:
     path = run_dir / "summary.md"
     lines = path.read_text().splitlines() if path.is_file() else []
     lines = [ln for ln in lines if not (ln.startswith(SUMMARY_MARK) and f"(`{out}`)" in ln)]
-    text = "\n".join(lines + [line]) + "\n"
-    write_text(path, text)
+    write_text(path, "\n".join(lines + [line]) + "\n")
 
 
 def write_outputs(state: dict, model: Net, run_dir: Path, out: Path) -> dict:

@@ -106,15 +106,12 @@ class Net(nn.Module):
 
 
 def init_weights(model: nn.Module) -> None:
-    """MobileNetV3's initialisation; the supernet's shared weights start the same way."""
+    """MobileNetV3's initialisation (BatchNorm's is torch's default); the supernet's weights start the same way."""
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
         elif isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, 0, 0.01)
             nn.init.zeros_(m.bias)

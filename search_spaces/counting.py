@@ -14,7 +14,6 @@ from search_spaces.ir import Arch
 
 @dataclass(frozen=True)
 class LayerCount:
-    index: int          # 0 = stem, 1..n = blocks, n+1 = head
     name: str
     kind: str
     in_shape: tuple[int, int, int]   # C, H, W
@@ -36,10 +35,10 @@ def layer_counts(arch: Arch, resolution: int | None = None) -> list[LayerCount]:
     hw, rows = resolution or arch.resolution, []
     layers = [("stem", arch.stem, arch.in_channels), *((f"block{i}", b, b.in_) for i, b in enumerate(arch.blocks)),
               ("head", arch.head, arch.last_channels)]
-    for i, (name, layer, cin) in enumerate(layers):
+    for name, layer, cin in layers:
         parts = layer_parts(layer, cin, arch.num_classes)
         p, m, out_hw = parts_count(parts, hw)
-        rows.append(LayerCount(i, name, kind_name(layer), (cin, hw, hw), (parts[-1].cout, out_hw, out_hw), p, m))
+        rows.append(LayerCount(name, kind_name(layer), (cin, hw, hw), (parts[-1].cout, out_hw, out_hw), p, m))
         hw = out_hw
     return rows
 

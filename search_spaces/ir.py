@@ -344,4 +344,3 @@ def validate(arch: Arch) -> None:
         raise ArchError("head: field 'hidden' is only used by the mnv3 head")
     if not (isinstance(h.dropout, (int, float)) and 0 <= h.dropout < 1):
         raise ArchError(f"head: field 'dropout' must be in [0, 1), got {h.dropout!r}")
-

@@ -102,13 +102,11 @@ def module_to_onnx(module: nn.Module, input_shape: tuple[int, ...], graph_name: 
     return model
 
 
-def export_onnx(model_or_arch: Net | Arch, path: str | Path | None = None,
-                resolution: int | None = None) -> onnx.ModelProto:
+def export_onnx(model_or_arch: Net | Arch, path: str | Path | None = None) -> onnx.ModelProto:
     """Export a network (its trained weights, or fresh ones for a bare Arch) to ONNX."""
     model = build_model(model_or_arch) if isinstance(model_or_arch, Arch) else model_or_arch
     arch = model.arch
-    r = resolution or arch.resolution
-    proto = module_to_onnx(model, (1, arch.in_channels, r, r))
+    proto = module_to_onnx(model, (1, arch.in_channels, arch.resolution, arch.resolution))
     if path is not None:
         atomic_write(path, lambda tmp: onnx.save(proto, str(tmp)))
     return proto

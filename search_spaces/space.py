@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import collections
 import itertools
-import math
 import random
 from dataclasses import dataclass
 
@@ -80,9 +79,6 @@ class SearchSpace:
     def decisions(self) -> list[Decision]:
         return [Decision(f"s{s}.{name}", choices)
                 for s in range(len(self.stages)) for name, choices in self.stage_options(s).items()]
-
-    def size(self) -> int:
-        return math.prod(len(d.choices) for d in self.decisions())
 
     # ---- vector <-> IR ------------------------------------------------------
     def check(self, vector) -> list[int]:
@@ -156,10 +152,6 @@ class SearchSpace:
         vector[i] = rng.choice([c for c in range(len(ds[i].choices)) if c != vector[i]])
         return vector
 
-    def describe(self, vector) -> dict:
-        """{decision name: chosen value}, for logs and tables."""
-        return {d.name: d.choices[v] for d, v in zip(self.decisions(), self.check(vector))}
-
 
 MNV3 = SearchSpace(
     name="mnv3",
@@ -187,4 +179,3 @@ def get_space(name: str) -> SearchSpace:
         return SPACES[name]
     except KeyError:
         raise UserError(f"unknown search space {name!r} (known: {', '.join(sorted(SPACES))})") from None
-

@@ -43,7 +43,7 @@ def test_a_slice_and_its_exported_subnet_compute_the_same():
     rng = random.Random(1)
     cands = [model.extreme(max), model.extreme(min)] + [model.candidate(SPACE.sample(rng)) for _ in range(8)]
     # every choice of every kind of decision (op, kernel, SE, activation, skip, width, depth) is exercised
-    covered = {(name.split(".")[1], choice) for c in cands for name, choice in SPACE.describe(c.vector).items()}
+    covered = {(d.name.split(".")[1], d.choices[v]) for c in cands for d, v in zip(SPACE.decisions(), c.vector)}
     offered = {(d.name.split(".")[1], choice) for d in SPACE.decisions() for choice in d.choices}
     assert covered == offered and {name for name, _ in covered} == set(STAGE_DECISIONS)
     x = torch.randn(3, 3, 16, 16)

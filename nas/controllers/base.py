@@ -38,17 +38,9 @@ class Controller(ABC):
 
     def state_dict(self) -> dict:
         """Everything needed to continue; tensors and plain Python values only (loads with weights_only)."""
-        return {"rng": _encode_rng(self.rng)}
+        version, internal, gauss = self.rng.getstate()
+        return {"rng": [version, list(internal), gauss]}
 
     def load_state_dict(self, state: dict) -> None:
-        self.rng.setstate(_decode_rng(state["rng"]))
-
-
-def _encode_rng(rng: random.Random) -> list:
-    version, internal, gauss = rng.getstate()
-    return [version, list(internal), gauss]
-
-
-def _decode_rng(state: list) -> tuple:
-    version, internal, gauss = state
-    return version, tuple(internal), gauss
+        version, internal, gauss = state["rng"]
+        self.rng.setstate((version, tuple(internal), gauss))

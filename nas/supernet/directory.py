@@ -2,7 +2,6 @@
 rewritten atomically after every epoch) and epochs.csv (loss and seconds per epoch)."""
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -10,9 +9,9 @@ import pandas as pd
 import torch
 
 from nas.run_config import check_numbers
-from nas.run_dir import load_tensors, read_json, write_csv, write_text
+from nas.run_dir import load_tensors, read_json, write_csv, write_json
 from nas.supernet.model import Supernet
-from search_spaces.atomic import atomic_path
+from search_spaces.atomic import atomic_write
 from search_spaces.errors import UserError
 from search_spaces.space import get_space
 
@@ -52,7 +51,7 @@ class SupernetDir:
     def create(self, config: SupernetConfig) -> None:
         if (self / "supernet.json").exists():
             raise UserError(f"{self.path} already holds a supernet (continue it with --resume)")
-        write_text(self / "supernet.json", json.dumps(asdict(config), indent=2) + "\n")
+        write_json(self / "supernet.json", asdict(config))
 
     def config(self) -> SupernetConfig:
         doc = read_json(self / "supernet.json", "supernet settings")
@@ -80,6 +79,5 @@ class SupernetDir:
         return model.eval(), config
 
     def save_state(self, state: dict, history: list[dict]) -> None:
-        with atomic_path(self / "state.pt") as tmp:
-            torch.save(state, tmp)
+        atomic_write(self / "state.pt", lambda tmp: torch.save(state, tmp))
         write_csv(self / "epochs.csv", pd.DataFrame(history))

@@ -45,10 +45,7 @@ def check_evaluator(evaluator: str, space: str, num_classes: int, resolution: in
     directory = evaluator_dir(evaluator)
     if directory is None:
         return evaluator
-    sdir = SupernetDir(directory)
-    cfg = sdir.config()
-    if not (sdir / "state.pt").exists():
-        raise UserError(f"{directory} has no finished epoch yet (state.pt is missing)")
+    _, cfg = SupernetDir(directory).trained()  # one line when it has no finished epoch yet
     ours = (cfg.space, cfg.num_classes, cfg.resolution)
     if ours != (space, num_classes, resolution):
         raise UserError(f"supernet {directory} was trained for space {cfg.space}, {cfg.num_classes} classes at "

@@ -55,7 +55,7 @@ def train_supernet(sdir: SupernetDir, progress: bool = True) -> list[dict]:
         sched.load_state_dict(state["scheduler"])
         gen.set_state(state["rng"]["torch"])
         torch.set_rng_state(state["rng"]["global"])
-        rng.setstate(_as_tuples(state["rng"]["python"]))
+        rng.setstate(state["rng"]["python"])  # torch.save keeps getstate()'s tuples
         start, history = state["epoch"], state["history"]
     largest, smallest = model.extreme(max), model.extreme(min)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=TrainConfig.label_smoothing)
@@ -92,8 +92,3 @@ def train_supernet(sdir: SupernetDir, progress: bool = True) -> list[dict]:
                         history)
     bar.close()
     return history
-
-
-def _as_tuples(x):
-    """random.setstate wants the tuples getstate gave, which a round trip may turn into lists."""
-    return tuple(_as_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
