@@ -22,6 +22,8 @@ from search_spaces.errors import UserError
 
 NETWORK_BUDGET = Budget(warmup=2, runs_per_round=1, min_rounds=15, max_rounds=60, max_seconds=0.8, rel_tol=0.01)
 RESUME_FIELDS = ("device", "space", "resolution", "threads", "runner")
+#: random networks timed whole to fit the end-to-end term
+CALIBRATION_NETWORKS = 20
 
 
 def measure_ops(ops: list[Op], runner) -> list[dict]:
@@ -62,8 +64,27 @@ def fit_network_term(table: LatencyTable, archs, runner) -> dict:
             "calibrated": True, "networks": len(archs), "fit_rmspe_pct": float(np.sqrt(np.mean(resid ** 2)) * 100)}
 
 
+def calibrate_table(table: LatencyTable, space, runner, networks: int = CALIBRATION_NETWORKS, seed: int = 0,
+                    resolution: int | None = None, chunk: int = 40, progress: bool = True) -> dict:
+    """Fit the table's end-to-end term on `networks` random networks of `space` (at the table's
+    resolution), timing first the ops of theirs the table lacks. One path for a build and for a
+    table that fills itself on first use (`missing.Measure`), so both end with the same term."""
+    r = resolution or table.metadata.get("resolution") or space.resolution
+    rng = random.Random(seed + 1)
+    archs = [space.decode(space.sample(rng)).replace(resolution=r) for _ in range(networks)]
+    missing = list(dict.fromkeys(op for a in archs for _, op in arch_ops(a) if op.key not in table))
+    with tqdm(total=len(missing) + networks, unit="model", desc=f"calibrate {table.metadata.get('device')}",
+              disable=not progress, file=sys.stderr) as bar:
+        for i in range(0, len(missing), chunk):
+            table.add_rows(measure_ops(missing[i:i + chunk], runner))
+            bar.update(len(missing[i:i + chunk]))
+        table.metadata["network_term"] = fit_network_term(table, archs, runner)
+        bar.update(networks)
+    return table.metadata["network_term"]
+
+
 def build_table(space, device: str, out: str | Path, runner, resolution: int | None = None,
-                ops: list[Op] | None = None, chunk: int = 40, calibrate: int = 20, seed: int = 0,
+                ops: list[Op] | None = None, chunk: int = 40, calibrate: int = CALIBRATION_NETWORKS, seed: int = 0,
                 progress: bool = True, recalibrate: bool = False) -> LatencyTable:
     """Measure every op of `space` (or the given `ops`) into the table file `out`, resuming it."""
     out = Path(out)
@@ -94,13 +115,8 @@ def build_table(space, device: str, out: str | Path, runner, resolution: int | N
             started = time.time()
             table.save(out)
             bar.update(len(batch))
-    if calibrate and (recalibrate or not table.metadata.get("network_term", {}).get("calibrated")):
-        rng = random.Random(seed + 1)
-        archs = [space.decode(space.sample(rng)).replace(resolution=r) for _ in range(calibrate)]
-        missing = list(dict.fromkeys(op for a in archs for _, op in arch_ops(a) if op.key not in table))
-        for i in range(0, len(missing), chunk):  # a partial build (given ops) lacks some of theirs
-            table.add_rows(measure_ops(missing[i:i + chunk], runner))
-        table.metadata["network_term"] = fit_network_term(table, archs, runner)
+    if calibrate and (recalibrate or not table.network_term.get("calibrated")):
+        calibrate_table(table, space, runner, calibrate, seed=seed, resolution=r, chunk=chunk, progress=progress)
     table.metadata["complete"] = True
     table.save(out)
     return table

@@ -124,6 +124,7 @@ class LatencyTable:
         self._check_resolution(arch)
         ops = arch_ops(arch)
         self.add_missing([op for _, op in ops])
+        self.calibrate_if_able()
         source = dict(zip(self.df["key"], self.df["source"]))
         rows = [{"layer": name, "key": op.key, "ms": self._ms[op.key], "source": source[op.key]} for name, op in ops]
         term = self.network_term
@@ -142,6 +143,7 @@ class LatencyTable:
         self._check_resolution(arch)
         ops = [op for _, op in arch_ops(arch)]
         self.add_missing(ops)
+        self.calibrate_if_able()
         return float(sum(self.in_network(op) for op in ops) + self.network_term["offset_ms"])
 
     def predict_many(self, archs, space=None) -> np.ndarray:
@@ -159,6 +161,12 @@ class LatencyTable:
                             f"is {arch.resolution}x{arch.resolution} (use arch.replace(resolution={r}))")
 
     # ---- missing ops ----------------------------------------------------------
+    def calibrate_if_able(self) -> None:
+        """Before a network-level answer: a table whose policy measures (see `missing.Measure`) fits
+        its end-to-end term now if it has none; other tables answer with the term they carry."""
+        if not self.network_term.get("calibrated") and hasattr(self.missing, "calibrate"):
+            self.missing.calibrate(self)
+
     def add_missing(self, ops: list[Op]) -> None:
         """Hand the ops not in the table to the missing-op policy; UserError if there is none."""
         missing = list(dict.fromkeys(op for op in ops if op.key not in self._ms))
@@ -179,13 +187,16 @@ class LatencyTable:
         self._ms.update(zip(new["key"], new[self.statistic].astype(float)))
 
     def merge_from(self, path: str | Path) -> None:
-        """Add the rows of the table file at `path` that this table does not have."""
+        """Add the rows of the table file at `path` that this table does not have, and its end-to-end
+        term if it is calibrated and this table's is not."""
         try:
             other = LatencyTable.load(path)
         except UserError:
             return
         if other.metadata.get("device") == self.metadata.get("device"):
             self.add_rows(other.df[~other.df["key"].isin(self._ms)].to_dict("records"))
+            if other.network_term.get("calibrated") and not self.network_term.get("calibrated"):
+                self.metadata["network_term"] = other.network_term
 
     # ---- files ----------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
