@@ -26,6 +26,12 @@ RESUME_FIELDS = ("device", "space", "resolution", "threads", "runner")
 CALIBRATION_NETWORKS = 20
 
 
+def random_archs(space, n: int, seed: int, resolution: int) -> list:
+    """`n` random networks of `space` at `resolution`, the same for the same seed."""
+    rng = random.Random(seed)
+    return [space.decode(space.sample(rng)).replace(resolution=resolution) for _ in range(n)]
+
+
 def measure_ops(ops: list[Op], runner) -> list[dict]:
     """Table rows of ops timed together (one interleaved batch)."""
     samples = runner.measure([op_onnx(op) for op in ops])
@@ -47,21 +53,31 @@ def measure_networks(archs, runner) -> np.ndarray:
 
 
 def fit_network_term(table: LatencyTable, archs, runner) -> dict:
+    """Time whole networks and fit the end-to-end term on them (see `fit_term`)."""
+    sums, inputs = network_features(table, archs)
+    return fit_term(sums, inputs, measure_networks(archs, runner))
+
+
+def network_features(table: LatencyTable, archs) -> tuple[np.ndarray, np.ndarray]:
+    """Per network: the sum of its op latencies and of its ops' input elements (millions)."""
+    ops = [[op for _, op in arch_ops(a)] for a in archs]
+    return (np.array([sum(table.query_op(op) for op in o) for o in ops]),
+            np.array([sum(op.input_melems for op in o) for o in ops]))
+
+
+def fit_term(sums, inputs, measured) -> dict:
     """Fit measured = scale * sum(op ms) + per_input_melem_ms * sum(op inputs) + offset on whole
     networks (least squares). Each standalone op pays for taking in its input, which a network
     does not, hence the input term; with fewer than 8 networks only the offset is fitted."""
-    ops = [[op for _, op in arch_ops(a)] for a in archs]
-    sums = np.array([sum(table.query_op(op) for op in o) for o in ops])
-    inputs = np.array([sum(op.input_melems for op in o) for o in ops])
-    measured = measure_networks(archs, runner)
-    if len(archs) >= 8:
-        X = np.c_[sums, inputs, np.ones(len(archs))]
+    sums, inputs, measured = (np.asarray(x, float) for x in (sums, inputs, measured))
+    if len(measured) >= 8:
+        X = np.c_[sums, inputs, np.ones(len(measured))]
         (scale, per_input, offset), *_ = np.linalg.lstsq(X, measured, rcond=None)
     else:
         scale, per_input, offset = 1.0, 0.0, float(np.median(measured - sums))
     resid = (scale * sums + per_input * inputs + offset - measured) / measured
     return {"scale": float(scale), "per_input_melem_ms": float(per_input), "offset_ms": float(offset),
-            "calibrated": True, "networks": len(archs), "fit_rmspe_pct": float(np.sqrt(np.mean(resid ** 2)) * 100)}
+            "calibrated": True, "networks": len(measured), "fit_rmspe_pct": float(np.sqrt(np.mean(resid ** 2)) * 100)}
 
 
 def calibrate_table(table: LatencyTable, space, runner, networks: int = CALIBRATION_NETWORKS, seed: int = 0,
@@ -70,8 +86,7 @@ def calibrate_table(table: LatencyTable, space, runner, networks: int = CALIBRAT
     resolution), timing first the ops of theirs the table lacks. One path for a build and for a
     table that fills itself on first use (`missing.Measure`), so both end with the same term."""
     r = resolution or table.metadata.get("resolution") or space.resolution
-    rng = random.Random(seed + 1)
-    archs = [space.decode(space.sample(rng)).replace(resolution=r) for _ in range(networks)]
+    archs = random_archs(space, networks, seed + 1, r)
     missing = list(dict.fromkeys(op for a in archs for _, op in arch_ops(a) if op.key not in table))
     with tqdm(total=len(missing) + networks, unit="model", desc=f"calibrate {table.metadata.get('device')}",
               disable=not progress, file=sys.stderr) as bar:
