@@ -42,6 +42,7 @@ from latency_tables.build import build_table, fit_term, measure_networks, networ
 from latency_tables.measure import OnnxRuntimeRunner  # noqa: E402
 from latency_tables.ops import arch_ops  # noqa: E402
 from latency_tables.validate import agreement  # noqa: E402
+from search_spaces.ir import Arch  # noqa: E402
 from search_spaces.space import get_space  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -78,7 +79,7 @@ def one_build(space, condition: str, index: int, samples: int, calibration: int,
             p.wait()
     rows = []
     for name, archs, ms in (("calibration", cal, cal_ms), ("validation", val, val_ms)):
-        sums, inputs = network_features(table, archs)
+        sums, inputs, _ = network_features(table, archs)  # MACs: from the arch, in `fits`
         rows.append(pd.DataFrame({"build": index, "condition": condition, "set": name,
                                   "arch": [a.to_string() for a in archs], "sum_ms": sums, "input_melems": inputs,
                                   "n_ops": [len(arch_ops(a)) for a in archs], "measured_ms": ms}))
@@ -88,22 +89,29 @@ def one_build(space, condition: str, index: int, samples: int, calibration: int,
 
 
 def fit_form(form: str, cal: pd.DataFrame):
-    """A predictor fitted on calibration networks: the project's `fit_term`, or an alternative form."""
-    if form == "scale+input+offset":
-        t = fit_term(cal["sum_ms"], cal["input_melems"], cal["measured_ms"])
-        return lambda d: t["scale"] * d["sum_ms"] + t["per_input_melem_ms"] * d["input_melems"] + t["offset_ms"]
-    cols = {"scale+offset": ["sum_ms"], "scale+input+per_op+offset": ["sum_ms", "input_melems", "n_ops"]}[form]
+    """A predictor fitted on calibration networks: the project's `fit_term`, or another form
+    (least squares on the named per-network sums plus an offset)."""
+    if form == PROJECT:
+        t = fit_term(cal["sum_ms"], cal["input_melems"], cal["mmacs"], cal["measured_ms"])
+        return lambda d: (t["scale"] * d["sum_ms"] + t["per_input_melem_ms"] * d["input_melems"]
+                          + t["per_mmac_ms"] * d["mmacs"] + t["offset_ms"])
+    cols = FORMS[form]
     X = np.c_[cal[cols].to_numpy(float), np.ones(len(cal))]
     coef, *_ = np.linalg.lstsq(X, cal["measured_ms"].to_numpy(float), rcond=None)
     return lambda d: np.c_[d[cols].to_numpy(float), np.ones(len(d))] @ coef
 
 
-FORMS = ("scale+input+offset", "scale+offset", "scale+input+per_op+offset")
+#: the fit `nas latency build` makes now, and the alternatives measured against it
+PROJECT = "scale+input+MACs+offset (fit_term)"
+FORMS = {PROJECT: None, "scale+input+offset (before)": ["sum_ms", "input_melems"],
+         "scale+MACs+offset": ["sum_ms", "mmacs"], "scale+offset": ["sum_ms"]}
 
 
 def fits(nets: pd.DataFrame, sizes=(10, 20, 30, 40, 60)) -> pd.DataFrame:
     """Every build x calibration size x form, scored on that build's validation networks."""
     rows = []
+    mmacs = {a: sum(op.macs() for _, op in arch_ops(Arch.from_string(a))) / 1e6 for a in nets["arch"].unique()}
+    nets = nets.assign(mmacs=nets["arch"].map(mmacs))
     for (build, cond), g in nets.groupby(["build", "condition"]):
         cal, val = g[g["set"] == "calibration"], g[g["set"] == "validation"]
         rows.append({"build": build, "condition": cond, "calibration_networks": 0, "form": "none (sum of ops)",
@@ -153,7 +161,7 @@ def report(runs: pd.DataFrame, nets: pd.DataFrame) -> None:
     print("\n".join(lines))
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    styles = {"scale+input+offset": "-", "scale+offset": ":", "scale+input+per_op+offset": "--"}
+    styles = dict(zip(FORMS, ("-", "--", "-.", ":")))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, ((build, cond), g) in enumerate(f[f["calibration_networks"] > 0].groupby(["build", "condition"])):
         load = runs.set_index("build").loc[build, "load1_end"]

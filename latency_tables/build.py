@@ -23,7 +23,7 @@ from search_spaces.errors import UserError
 NETWORK_BUDGET = Budget(warmup=2, runs_per_round=1, min_rounds=15, max_rounds=60, max_seconds=0.8, rel_tol=0.01)
 RESUME_FIELDS = ("device", "space", "resolution", "threads", "runner")
 #: random networks timed whole to fit the end-to-end term
-CALIBRATION_NETWORKS = 20
+CALIBRATION_NETWORKS = 40
 
 
 def random_archs(space, n: int, seed: int, resolution: int) -> list:
@@ -54,30 +54,34 @@ def measure_networks(archs, runner) -> np.ndarray:
 
 def fit_network_term(table: LatencyTable, archs, runner) -> dict:
     """Time whole networks and fit the end-to-end term on them (see `fit_term`)."""
-    sums, inputs = network_features(table, archs)
-    return fit_term(sums, inputs, measure_networks(archs, runner))
+    return fit_term(*network_features(table, archs), measure_networks(archs, runner))
 
 
-def network_features(table: LatencyTable, archs) -> tuple[np.ndarray, np.ndarray]:
-    """Per network: the sum of its op latencies and of its ops' input elements (millions)."""
+def network_features(table: LatencyTable, archs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per network, summed over its ops: op latency (ms), input elements (M) and MACs (M)."""
     ops = [[op for _, op in arch_ops(a)] for a in archs]
     return (np.array([sum(table.query_op(op) for op in o) for o in ops]),
-            np.array([sum(op.input_melems for op in o) for o in ops]))
+            np.array([sum(op.input_melems for op in o) for o in ops]),
+            np.array([sum(op.macs() / 1e6 for op in o) for o in ops]))
 
 
-def fit_term(sums, inputs, measured) -> dict:
-    """Fit measured = scale * sum(op ms) + per_input_melem_ms * sum(op inputs) + offset on whole
-    networks (least squares). Each standalone op pays for taking in its input, which a network
-    does not, hence the input term; with fewer than 8 networks only the offset is fitted."""
-    sums, inputs, measured = (np.asarray(x, float) for x in (sums, inputs, measured))
+def fit_term(sums, inputs, mmacs, measured) -> dict:
+    """Fit measured = scale * sum(op ms) + per_input_melem_ms * sum(op inputs) + per_mmac_ms *
+    sum(op MACs) + offset on whole networks (least squares). Each standalone op pays for taking in
+    its input, which a network does not, hence the input term; and its timing carries a fixed cost
+    that a network amortizes, so a network is closer to its ops' sum where they compute more (the
+    MAC term: `experiments/latency_build_variance.py` measured 83-86% of networks within +-10%
+    without it, 89-93% with it). With fewer than 8 networks only the offset is fitted."""
+    sums, inputs, mmacs, measured = (np.asarray(x, float) for x in (sums, inputs, mmacs, measured))
     if len(measured) >= 8:
-        X = np.c_[sums, inputs, np.ones(len(measured))]
-        (scale, per_input, offset), *_ = np.linalg.lstsq(X, measured, rcond=None)
+        X = np.c_[sums, inputs, mmacs, np.ones(len(measured))]
+        (scale, per_input, per_mmac, offset), *_ = np.linalg.lstsq(X, measured, rcond=None)
     else:
-        scale, per_input, offset = 1.0, 0.0, float(np.median(measured - sums))
-    resid = (scale * sums + per_input * inputs + offset - measured) / measured
-    return {"scale": float(scale), "per_input_melem_ms": float(per_input), "offset_ms": float(offset),
-            "calibrated": True, "networks": len(measured), "fit_rmspe_pct": float(np.sqrt(np.mean(resid ** 2)) * 100)}
+        scale, per_input, per_mmac, offset = 1.0, 0.0, 0.0, float(np.median(measured - sums))
+    resid = (scale * sums + per_input * inputs + per_mmac * mmacs + offset - measured) / measured
+    return {"scale": float(scale), "per_input_melem_ms": float(per_input), "per_mmac_ms": float(per_mmac),
+            "offset_ms": float(offset), "calibrated": True, "networks": len(measured),
+            "fit_rmspe_pct": float(np.sqrt(np.mean(resid ** 2)) * 100)}
 
 
 def calibrate_table(table: LatencyTable, space, runner, networks: int = CALIBRATION_NETWORKS, seed: int = 0,

@@ -3,7 +3,8 @@
 A table is a pandas DataFrame (one row per op key) plus a metadata dict, saved as one
 CSV file whose first line is `# nas-latency-table <metadata JSON>`. The latency of an
 architecture is the sum over its ops plus the table's end-to-end term
-(`scale * op ms + per_input_melem_ms * op input size` summed over the ops, `+ offset_ms`),
+(`scale * op ms + per_input_melem_ms * op input size + per_mmac_ms * op MACs` summed over the
+ops, `+ offset_ms`),
 fitted on whole networks measured end to end (see `build.fit_network_term`).
 """
 from __future__ import annotations
@@ -33,7 +34,7 @@ COLUMNS = ["key", "kind", "hw", "cin", "cout", "mid", "kernel", "stride", "act",
 SOURCES = ("measured", "model")
 REQUIRED_META = ("device", "cpu", "cores", "runtime", "runtime_version", "threads", "resolution",
                  "date", "space", "schema_version", "statistic", "network_term")
-NO_TERM = {"scale": 1.0, "per_input_melem_ms": 0.0, "offset_ms": 0.0, "calibrated": False}
+NO_TERM = {"scale": 1.0, "per_input_melem_ms": 0.0, "per_mmac_ms": 0.0, "offset_ms": 0.0, "calibrated": False}
 
 
 @functools.lru_cache(maxsize=1)
@@ -136,7 +137,8 @@ class LatencyTable:
     def in_network(self, op: Op) -> float:
         """What one op adds to a network's latency: its ms with the per-op end-to-end terms."""
         t = self.network_term
-        return t["scale"] * self._ms[op.key] + t.get("per_input_melem_ms", 0.0) * op.input_melems
+        return (t["scale"] * self._ms[op.key] + t.get("per_input_melem_ms", 0.0) * op.input_melems
+                + t.get("per_mmac_ms", 0.0) * op.macs() / 1e6)
 
     def query_total(self, arch: Arch) -> float:
         """Latency (ms) of the whole network: its ops plus the end-to-end term."""
@@ -273,25 +275,29 @@ def validate(df: pd.DataFrame, meta: dict, where: str) -> None:
             ops.append(parse_key(key))
         except UserError as e:
             raise UserError(f"{where}: row {i + 1}: {e}") from None
-    validate_network_term(meta["network_term"], stat.to_numpy(float), [op.input_melems for op in ops], where)
+    validate_network_term(meta["network_term"], stat.to_numpy(float), [op.input_melems for op in ops],
+                          [op.macs() / 1e6 for op in ops], where)
 
 
-def validate_network_term(term, op_ms, input_melems, where: str) -> None:
+def validate_network_term(term, op_ms, input_melems, mmacs, where: str) -> None:
     """The end-to-end term must keep latencies finite and positive: a positive finite scale,
-    finite per-input and offset terms, every op's in-network latency positive, and no negative
-    offset larger than the largest op."""
+    finite per-input, per-MAC and offset terms, every op's in-network latency positive, and no
+    negative offset larger than the largest op."""
     if not isinstance(term, dict):
         raise UserError(f"{where}: metadata network_term must be a JSON object")
-    for name in ("scale", "per_input_melem_ms", "offset_ms"):
-        v = term.get(name, 0.0 if name == "per_input_melem_ms" else None)  # older tables lack it
+    for name in ("scale", "per_input_melem_ms", "per_mmac_ms", "offset_ms"):
+        v = term.get(name, 0.0 if name.startswith("per_") else None)  # older tables lack them
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v):
             raise UserError(f"{where}: metadata network_term.{name} must be a finite number, got {v!r}")
     if term["scale"] <= 0:
         raise UserError(f"{where}: metadata network_term.scale must be positive, got {term['scale']!r}")
-    in_network = term["scale"] * np.asarray(op_ms, float) + term.get("per_input_melem_ms", 0.0) * np.asarray(input_melems, float)
+    in_network = (term["scale"] * np.asarray(op_ms, float)
+                  + term.get("per_input_melem_ms", 0.0) * np.asarray(input_melems, float)
+                  + term.get("per_mmac_ms", 0.0) * np.asarray(mmacs, float))
     if len(in_network) and in_network.min() <= 0:
         raise UserError(f"{where}: metadata network_term.per_input_melem_ms {term.get('per_input_melem_ms')!r} "
-                        f"gives op {int(in_network.argmin()) + 1} a latency of {in_network.min():g} ms inside a network")
+                        f"gives op {int(in_network.argmin()) + 1} a latency of {in_network.min():g} ms inside a "
+                        f"network (with per_mmac_ms {term.get('per_mmac_ms', 0.0)!r})")
     largest_op_ms = float(np.max(op_ms)) if len(op_ms) else 0.0
     if term["offset_ms"] < -largest_op_ms:
         raise UserError(f"{where}: metadata network_term.offset_ms {term['offset_ms']!r} is below minus the "

@@ -175,7 +175,7 @@ def test_a_lazily_filled_table_ends_calibrated(tmp_path, capsys):
     ops = [op for _, op in arch_ops(arch)]
     assert ms == pytest.approx(sum(table.in_network(op) for op in ops) + term["offset_ms"])
     # the same fit as a build's: scale, per-input and offset from least squares on 8 networks
-    assert (term["scale"], term["per_input_melem_ms"]) != (1.0, 0.0)
+    assert (term["scale"], term["per_input_melem_ms"], term["per_mmac_ms"]) != (1.0, 0.0, 0.0)
     saved = LatencyTable.load(path)
     assert saved.network_term == term and len(saved) == len(table)
     # another process holding the old, uncalibrated table takes the saved term instead of refitting
@@ -226,3 +226,18 @@ def test_network_term_is_fitted_and_used(tmp_path):
     saved = json.loads(LatencyTable.load(tmp_path / "t.csv").path.read_text().split("\n")[0].split(" ", 2)[2])
     assert saved["complete"] is True
     assert np.isfinite(term["fit_rmspe_pct"])
+
+
+def test_fit_term_recovers_a_known_end_to_end_term():
+    from latency_tables.build import fit_term
+
+    rng = np.random.default_rng(0)
+    sums, inputs, mmacs = rng.uniform(5, 40, 12), rng.uniform(1, 8, 12), rng.uniform(50, 400, 12)
+    measured = 0.7 * sums - 0.5 * inputs + 0.004 * mmacs + 1.2
+    term = fit_term(sums, inputs, mmacs, measured)
+    assert [term[k] for k in ("scale", "per_input_melem_ms", "per_mmac_ms", "offset_ms")] == pytest.approx(
+        [0.7, -0.5, 0.004, 1.2])
+    assert term["calibrated"] and term["networks"] == 12 and term["fit_rmspe_pct"] == pytest.approx(0, abs=1e-9)
+    # too few networks for four coefficients: only the offset (the median gap)
+    few = fit_term(sums[:5], inputs[:5], mmacs[:5], sums[:5] + 2.0)
+    assert (few["scale"], few["per_input_melem_ms"], few["per_mmac_ms"], few["offset_ms"]) == (1.0, 0.0, 0.0, 2.0)
