@@ -34,9 +34,10 @@ def main() -> None:
              f"{args.samples} random `{args.space}` networks at {table.metadata['resolution']}x"
              f"{table.metadata['resolution']}, {args.threads} thread(s), onnxruntime "
              f"{table.metadata['runtime_version']}, {table.metadata['cpu']}.",
-             f"Prediction = sum over ops of (scale x op ms + c x op input elements) + offset, the end-to-end "
-             f"term fitted on {term.get('networks')} other networks: scale {term['scale']:.3f}, "
-             f"c {term['per_input_melem_ms']:+.3f} ms per M elements, offset {term['offset_ms']:+.3f} ms.",
+             f"Prediction = sum over ops of (scale x op ms + c x op input elements + m x op MACs) + offset, the "
+             f"end-to-end term fitted on {term.get('networks')} other networks: scale {term['scale']:.3f}, "
+             f"c {term['per_input_melem_ms']:+.3f} ms per M elements, m {term.get('per_mmac_ms', 0.0):+.5f} ms per "
+             f"M MACs, offset {term['offset_ms']:+.3f} ms.",
              "Timing clock: the calling thread's CPU time (1 thread), see latency_tables/measure.py.", "",
              "| metric | value |", "| --- | --- |"]
     lines += [f"| {k} | {v:.4g} |" for k, v in stats.items()]

@@ -16,12 +16,20 @@ import numpy as np
 from tqdm import tqdm
 
 from latency_tables.measure import Budget, summarize
-from latency_tables.ops import Op, arch_ops, op_onnx, space_ops
-from latency_tables.table import LatencyTable, new_metadata, op_row
+from latency_tables.ops import Op, arch_ops, op_onnx, parse_key, space_ops
+from latency_tables.table import LatencyTable, new_metadata, op_row, validate_network_term
 from search_spaces.errors import UserError
 
 NETWORK_BUDGET = Budget(warmup=2, runs_per_round=1, min_rounds=15, max_rounds=60, max_seconds=0.8, rel_tol=0.01)
 RESUME_FIELDS = ("device", "space", "resolution", "threads", "runner", "precision")
+#: random networks timed whole to fit the end-to-end term
+CALIBRATION_NETWORKS = 40
+
+
+def random_archs(space, n: int, seed: int, resolution: int) -> list:
+    """`n` random networks of `space` at `resolution`, the same for the same seed."""
+    rng = random.Random(seed)
+    return [space.decode(space.sample(rng)).replace(resolution=resolution) for _ in range(n)]
 
 
 def measure_ops(ops: list[Op], runner) -> list[dict]:
@@ -45,25 +53,81 @@ def measure_networks(archs, runner) -> np.ndarray:
 
 
 def fit_network_term(table: LatencyTable, archs, runner) -> dict:
-    """Fit measured = scale * sum(op ms) + per_input_melem_ms * sum(op inputs) + offset on whole
-    networks (least squares). Each standalone op pays for taking in its input, which a network
-    does not, hence the input term; with fewer than 8 networks only the offset is fitted."""
+    """Time whole networks and fit the end-to-end term on them (see `fit_term`): the fullest
+    form whose term the table accepts. Few or noisy networks can make least squares trade the
+    terms against each other (a negative scale, an op with a negative in-network latency); a
+    simpler form is then the honest fit, and the term records which one was used."""
+    features, measured = network_features(table, archs), measure_networks(archs, runner)
+    ops = list(table.df["key"].map(parse_key))
+    op_ms = [table.query_op(op) for op in ops]
+    reasons = []
+    for form in TERM_FORMS:
+        term = fit_term(*features, measured, form=form)
+        try:
+            validate_network_term(term, op_ms, [op.input_melems for op in ops], [op.macs() / 1e6 for op in ops],
+                                  f"form {term['form']}")
+            return term
+        except UserError as e:
+            reasons.append(str(e))
+    raise UserError(f"no end-to-end term fits the {len(archs)} networks timed whole (last: {reasons[-1]}); "
+                    f"time more of them (--calibrate) on a quieter machine")
+
+
+def network_features(table: LatencyTable, archs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per network, summed over its ops: op latency (ms), input elements (M) and MACs (M)."""
     ops = [[op for _, op in arch_ops(a)] for a in archs]
-    sums = np.array([sum(table.query_op(op) for op in o) for o in ops])
-    inputs = np.array([sum(op.input_melems for op in o) for o in ops])
-    measured = measure_networks(archs, runner)
-    if len(archs) >= 8:
-        X = np.c_[sums, inputs, np.ones(len(archs))]
-        (scale, per_input, offset), *_ = np.linalg.lstsq(X, measured, rcond=None)
+    return (np.array([sum(table.query_op(op) for op in o) for o in ops]),
+            np.array([sum(op.input_melems for op in o) for o in ops]),
+            np.array([sum(op.macs() / 1e6 for op in o) for o in ops]))
+
+
+#: forms of the end-to-end term, fullest first (`fit_network_term` takes the first the table accepts)
+TERM_FORMS = (("scale", "per_input_melem_ms", "per_mmac_ms"), ("scale", "per_input_melem_ms"), ("scale",), ())
+
+
+def fit_term(sums, inputs, mmacs, measured, form: tuple[str, ...] = TERM_FORMS[0]) -> dict:
+    """Fit measured = scale * sum(op ms) + per_input_melem_ms * sum(op inputs) + per_mmac_ms *
+    sum(op MACs) + offset on whole networks (least squares, on the terms named in `form`; the
+    others keep their neutral value). Each standalone op pays for taking in its input, which a
+    network does not, hence the input term; and its timing carries a fixed cost that a network
+    amortizes, so a network is closer to its ops' sum where they compute more (the MAC term:
+    `experiments/latency_build_variance.py` measured 83-86% of networks within +-10% without
+    it, 89-93% with it). With fewer than 8 networks, or `form` empty, only the offset is fitted."""
+    sums, inputs, mmacs, measured = (np.asarray(x, float) for x in (sums, inputs, mmacs, measured))
+    columns = {"scale": sums, "per_input_melem_ms": inputs, "per_mmac_ms": mmacs}
+    coef = {"scale": 1.0, "per_input_melem_ms": 0.0, "per_mmac_ms": 0.0}
+    if len(measured) >= 8 and form:
+        X = np.c_[tuple(columns[name] for name in form) + (np.ones(len(measured)),)]
+        *fitted, offset = np.linalg.lstsq(X, measured, rcond=None)[0]
+        coef.update(zip(form, map(float, fitted)))
     else:
-        scale, per_input, offset = 1.0, 0.0, float(np.median(measured - sums))
-    resid = (scale * sums + per_input * inputs + offset - measured) / measured
-    return {"scale": float(scale), "per_input_melem_ms": float(per_input), "offset_ms": float(offset),
-            "calibrated": True, "networks": len(archs), "fit_rmspe_pct": float(np.sqrt(np.mean(resid ** 2)) * 100)}
+        form, offset = (), float(np.median(measured - sums))
+    predicted = sum(coef[name] * columns[name] for name in coef) + offset
+    resid = (predicted - measured) / measured
+    return {**coef, "offset_ms": float(offset), "calibrated": True, "networks": len(measured),
+            "form": "+".join(form + ("offset",)), "fit_rmspe_pct": float(np.sqrt(np.mean(resid ** 2)) * 100)}
+
+
+def calibrate_table(table: LatencyTable, space, runner, networks: int = CALIBRATION_NETWORKS, seed: int = 0,
+                    resolution: int | None = None, chunk: int = 40, progress: bool = True) -> dict:
+    """Fit the table's end-to-end term on `networks` random networks of `space` (at the table's
+    resolution), timing first the ops of theirs the table lacks. One path for a build and for a
+    table that fills itself on first use (`missing.Measure`), so both end with the same term."""
+    r = resolution or table.metadata.get("resolution") or space.resolution
+    archs = random_archs(space, networks, seed + 1, r)
+    missing = list(dict.fromkeys(op for a in archs for _, op in arch_ops(a) if op.key not in table))
+    with tqdm(total=len(missing) + networks, unit="model", desc=f"calibrate {table.metadata.get('device')}",
+              disable=not progress, file=sys.stderr) as bar:
+        for i in range(0, len(missing), chunk):
+            table.add_rows(measure_ops(missing[i:i + chunk], runner))
+            bar.update(len(missing[i:i + chunk]))
+        table.metadata["network_term"] = fit_network_term(table, archs, runner)
+        bar.update(networks)
+    return table.metadata["network_term"]
 
 
 def build_table(space, device: str, out: str | Path, runner, resolution: int | None = None,
-                ops: list[Op] | None = None, chunk: int = 40, calibrate: int = 20, seed: int = 0,
+                ops: list[Op] | None = None, chunk: int = 40, calibrate: int = CALIBRATION_NETWORKS, seed: int = 0,
                 progress: bool = True, recalibrate: bool = False) -> LatencyTable:
     """Measure every op of `space` (or the given `ops`) into the table file `out`, resuming it."""
     out = Path(out)
@@ -96,13 +160,8 @@ def build_table(space, device: str, out: str | Path, runner, resolution: int | N
             started = time.time()
             table.save(out)
             bar.update(len(batch))
-    if calibrate and (recalibrate or not table.metadata.get("network_term", {}).get("calibrated")):
-        rng = random.Random(seed + 1)
-        archs = [space.decode(space.sample(rng)).replace(resolution=r) for _ in range(calibrate)]
-        missing = list(dict.fromkeys(op for a in archs for _, op in arch_ops(a) if op.key not in table))
-        for i in range(0, len(missing), chunk):  # a partial build (given ops) lacks some of theirs
-            table.add_rows(measure_ops(missing[i:i + chunk], runner))
-        table.metadata["network_term"] = fit_network_term(table, archs, runner)
+    if calibrate and (recalibrate or not table.network_term.get("calibrated")):
+        calibrate_table(table, space, runner, calibrate, seed=seed, resolution=r, chunk=chunk, progress=progress)
     table.metadata["complete"] = True
     table.save(out)
     return table

@@ -25,7 +25,8 @@ def register(sub) -> None:
     p.add_argument("--device", required=True, help="device name stored in the table (local_cpu: this machine's cache)")
     p.add_argument("--resolution", type=int, default=None, metavar="PX", help="input size (default: the space's)")
     p.add_argument("--out", metavar="FILE", help="table file (default: local_cpu cache or latency_DEVICE_SPACE_rRES.csv)")
-    p.add_argument("--calibrate", type=int, default=20, metavar="N", help="networks timed whole to fit the end-to-end term")
+    p.add_argument("--calibrate", type=int, default=None, metavar="N",
+                   help="networks timed whole to fit the end-to-end term (default 40)")
     p.add_argument("--recalibrate", action="store_true", help="fit the end-to-end term again on a finished table")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="fp32, or int8: time each op (and network) statically quantized with onnxruntime "
@@ -69,7 +70,7 @@ def _runner(args, precision: str):
 
 
 def build(args) -> int:
-    from latency_tables.build import build_table
+    from latency_tables.build import CALIBRATION_NETWORKS, build_table
     from latency_tables.targets import local_cpu_path
     from search_spaces.space import get_space
 
@@ -77,18 +78,20 @@ def build(args) -> int:
     r = args.resolution or space.resolution
     if r < 32:
         raise UserError(f"--resolution must be at least 32, got {r}")
-    if args.calibrate < 0:
+    calibrate = CALIBRATION_NETWORKS if args.calibrate is None else args.calibrate
+    if calibrate < 0:
         raise UserError("--calibrate must be 0 or more")
     if args.device == "local_cpu" and args.runner != "onnxruntime":
         raise UserError("device local_cpu is this machine: use --runner onnxruntime")
     suffix = "" if args.precision == "fp32" else f"_{args.precision}"
     out = args.out or (local_cpu_path(args.threads, args.precision) if args.device == "local_cpu"
                        else Path(f"latency_{args.device}{suffix}_{space.name}_r{r}.csv"))
-    table = build_table(space, args.device, out, _runner(args, args.precision), resolution=r,
-                        calibrate=args.calibrate, recalibrate=args.recalibrate)
+    table = build_table(space, args.device, out, _runner(args, args.precision), resolution=r, calibrate=calibrate,
+                        recalibrate=args.recalibrate)
     term = table.metadata["network_term"]
     print(f"wrote {out}: {len(table)} {table.precision} ops; end-to-end term: scale {term['scale']:.3f}, "
-          f"{term['per_input_melem_ms']:+.3f} ms per M input elements, offset {term['offset_ms']:+.3f} ms")
+          f"{term['per_input_melem_ms']:+.3f} ms per M input elements, {term['per_mmac_ms']:+.5f} ms per M MACs, "
+          f"offset {term['offset_ms']:+.3f} ms")
     return 0
 
 

@@ -1,15 +1,22 @@
 """What a table does with an op it lacks: measure it here, predict it with a model, or refuse
 (no policy). Whoever opens a table knows where it came from and hands one in (`targets`).
+
+A table that measures its missing ops also fits its own end-to-end term before its first
+network-level answer (`Measure.calibrate`): summed standalone ops are several percent off a
+whole network, so an uncalibrated table would mislead every search and validation silently.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 
-from latency_tables.build import measure_ops
+from latency_tables.build import CALIBRATION_NETWORKS, calibrate_table, measure_ops
 from latency_tables.measure import OnnxRuntimeRunner
 from latency_tables.model import OpModel
 from latency_tables.ops import Op
 from latency_tables.table import LatencyTable, op_row
+from search_spaces.errors import UserError
+from search_spaces.space import get_space
 
 
 @dataclass
@@ -20,12 +27,40 @@ class Measure:
     threads: int = 1
     autosave: bool = False
     precision: str = "fp32"
+    networks: int = CALIBRATION_NETWORKS   # timed whole to fit the end-to-end term on first use
     runner: OnnxRuntimeRunner | None = field(default=None, repr=False)
 
     def __call__(self, table: LatencyTable, ops: list[Op]) -> None:
+        table.add_rows(measure_ops(ops, self._runner()))
+        self._save(table)
+
+    def calibrate(self, table: LatencyTable) -> None:
+        """Fit the end-to-end term of a table that has none (once: it is saved with the table), on
+        random networks of the table's space; UserError naming the build command without one."""
+        if self.autosave and table.path is not None:
+            table.merge_from(table.path)  # another process may have calibrated it meanwhile
+            if table.network_term.get("calibrated"):
+                return
+        where = table.path or f"of device {table.metadata.get('device')!r}"
+        device, name = table.metadata.get("device"), table.metadata.get("space")
+        try:
+            space = get_space(name)
+        except UserError:
+            raise UserError(f"latency table {where} has no calibrated end-to-end term and no known search space "
+                            f"({name!r}) to calibrate it on: run `nas latency build --device {device} --space SPACE`"
+                            ) from None
+        print(f"latency table {where}: end-to-end term not calibrated; timing {self.networks} random {name} "
+              f"networks once to fit it (`nas latency build --device {device} --space {name}` does it ahead of time)",
+              file=sys.stderr, flush=True)
+        calibrate_table(table, space, self._runner(), self.networks)
+        self._save(table)
+
+    def _runner(self) -> OnnxRuntimeRunner:
         if self.runner is None:
             self.runner = OnnxRuntimeRunner(self.threads, precision=self.precision)
-        table.add_rows(measure_ops(ops, self.runner))
+        return self.runner
+
+    def _save(self, table: LatencyTable) -> None:
         if self.autosave and table.path is not None:
             table.merge_from(table.path)
             table.save(table.path)
@@ -44,8 +79,8 @@ class Predict:
 def for_table(table: LatencyTable) -> Measure | Predict | None:
     """The policy a table's own metadata allows: measure when it was measured on this machine,
     predict when it carries an op model, else none (a missing op is an error)."""
-    if table.is_local:
-        return Measure(int(table.metadata.get("threads", 1)), precision=table.precision)
+    if table.is_local:  # what it measures (ops, its end-to-end term) is written back to its file
+        return Measure(int(table.metadata.get("threads", 1)), autosave=True, precision=table.precision)
     if table.metadata.get("op_model"):
         return Predict(OpModel.from_dict(table.metadata["op_model"]))
     return None

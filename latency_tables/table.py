@@ -3,7 +3,8 @@
 A table is a pandas DataFrame (one row per op key) plus a metadata dict, saved as one
 CSV file whose first line is `# nas-latency-table <metadata JSON>`. The latency of an
 architecture is the sum over its ops plus the table's end-to-end term
-(`scale * op ms + per_input_melem_ms * op input size` summed over the ops, `+ offset_ms`),
+(`scale * op ms + per_input_melem_ms * op input size + per_mmac_ms * op MACs` summed over the
+ops, `+ offset_ms`),
 fitted on whole networks measured end to end (see `build.fit_network_term`).
 """
 from __future__ import annotations
@@ -34,7 +35,7 @@ COLUMNS = ["key", "kind", "hw", "cin", "cout", "mid", "kernel", "stride", "act",
 SOURCES = ("measured", "model")
 REQUIRED_META = ("device", "cpu", "cores", "runtime", "runtime_version", "threads", "resolution",
                  "date", "space", "schema_version", "statistic", "network_term")
-NO_TERM = {"scale": 1.0, "per_input_melem_ms": 0.0, "offset_ms": 0.0, "calibrated": False}
+NO_TERM = {"scale": 1.0, "per_input_melem_ms": 0.0, "per_mmac_ms": 0.0, "offset_ms": 0.0, "calibrated": False}
 
 
 @functools.lru_cache(maxsize=1)
@@ -132,6 +133,7 @@ class LatencyTable:
         self._check_resolution(arch)
         ops = arch_ops(arch)
         self.add_missing([op for _, op in ops])
+        self.calibrate_if_able()
         source = dict(zip(self.df["key"], self.df["source"]))
         rows = [{"layer": name, "key": op.key, "ms": self._ms[op.key], "source": source[op.key]} for name, op in ops]
         term = self.network_term
@@ -143,13 +145,15 @@ class LatencyTable:
     def in_network(self, op: Op) -> float:
         """What one op adds to a network's latency: its ms with the per-op end-to-end terms."""
         t = self.network_term
-        return t["scale"] * self._ms[op.key] + t.get("per_input_melem_ms", 0.0) * op.input_melems
+        return (t["scale"] * self._ms[op.key] + t.get("per_input_melem_ms", 0.0) * op.input_melems
+                + t.get("per_mmac_ms", 0.0) * op.macs() / 1e6)
 
     def query_total(self, arch: Arch) -> float:
         """Latency (ms) of the whole network: its ops plus the end-to-end term."""
         self._check_resolution(arch)
         ops = [op for _, op in arch_ops(arch)]
         self.add_missing(ops)
+        self.calibrate_if_able()
         return float(sum(self.in_network(op) for op in ops) + self.network_term["offset_ms"])
 
     def predict_many(self, archs, space=None) -> np.ndarray:
@@ -167,6 +171,12 @@ class LatencyTable:
                             f"is {arch.resolution}x{arch.resolution} (use arch.replace(resolution={r}))")
 
     # ---- missing ops ----------------------------------------------------------
+    def calibrate_if_able(self) -> None:
+        """Before a network-level answer: a table whose policy measures (see `missing.Measure`) fits
+        its end-to-end term now if it has none; other tables answer with the term they carry."""
+        if not self.network_term.get("calibrated") and hasattr(self.missing, "calibrate"):
+            self.missing.calibrate(self)
+
     def add_missing(self, ops: list[Op]) -> None:
         """Hand the ops not in the table to the missing-op policy; UserError if there is none."""
         missing = list(dict.fromkeys(op for op in ops if op.key not in self._ms))
@@ -187,13 +197,16 @@ class LatencyTable:
         self._ms.update(zip(new["key"], new[self.statistic].astype(float)))
 
     def merge_from(self, path: str | Path) -> None:
-        """Add the rows of the table file at `path` that this table does not have."""
+        """Add the rows of the table file at `path` that this table does not have, and its end-to-end
+        term if it is calibrated and this table's is not."""
         try:
             other = LatencyTable.load(path)
         except UserError:
             return
         if other.metadata.get("device") == self.metadata.get("device") and other.precision == self.precision:
             self.add_rows(other.df[~other.df["key"].isin(self._ms)].to_dict("records"))
+            if other.network_term.get("calibrated") and not self.network_term.get("calibrated"):
+                self.metadata["network_term"] = other.network_term
 
     # ---- files ----------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
@@ -272,25 +285,29 @@ def validate(df: pd.DataFrame, meta: dict, where: str) -> None:
             ops.append(parse_key(key))
         except UserError as e:
             raise UserError(f"{where}: row {i + 1}: {e}") from None
-    validate_network_term(meta["network_term"], stat.to_numpy(float), [op.input_melems for op in ops], where)
+    validate_network_term(meta["network_term"], stat.to_numpy(float), [op.input_melems for op in ops],
+                          [op.macs() / 1e6 for op in ops], where)
 
 
-def validate_network_term(term, op_ms, input_melems, where: str) -> None:
+def validate_network_term(term, op_ms, input_melems, mmacs, where: str) -> None:
     """The end-to-end term must keep latencies finite and positive: a positive finite scale,
-    finite per-input and offset terms, every op's in-network latency positive, and no negative
-    offset larger than the largest op."""
+    finite per-input, per-MAC and offset terms, every op's in-network latency positive, and no
+    negative offset larger than the largest op."""
     if not isinstance(term, dict):
         raise UserError(f"{where}: metadata network_term must be a JSON object")
-    for name in ("scale", "per_input_melem_ms", "offset_ms"):
-        v = term.get(name, 0.0 if name == "per_input_melem_ms" else None)  # older tables lack it
+    for name in ("scale", "per_input_melem_ms", "per_mmac_ms", "offset_ms"):
+        v = term.get(name, 0.0 if name.startswith("per_") else None)  # older tables lack them
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v):
             raise UserError(f"{where}: metadata network_term.{name} must be a finite number, got {v!r}")
     if term["scale"] <= 0:
         raise UserError(f"{where}: metadata network_term.scale must be positive, got {term['scale']!r}")
-    in_network = term["scale"] * np.asarray(op_ms, float) + term.get("per_input_melem_ms", 0.0) * np.asarray(input_melems, float)
+    in_network = (term["scale"] * np.asarray(op_ms, float)
+                  + term.get("per_input_melem_ms", 0.0) * np.asarray(input_melems, float)
+                  + term.get("per_mmac_ms", 0.0) * np.asarray(mmacs, float))
     if len(in_network) and in_network.min() <= 0:
         raise UserError(f"{where}: metadata network_term.per_input_melem_ms {term.get('per_input_melem_ms')!r} "
-                        f"gives op {int(in_network.argmin()) + 1} a latency of {in_network.min():g} ms inside a network")
+                        f"gives op {int(in_network.argmin()) + 1} a latency of {in_network.min():g} ms inside a "
+                        f"network (with per_mmac_ms {term.get('per_mmac_ms', 0.0)!r})")
     largest_op_ms = float(np.max(op_ms)) if len(op_ms) else 0.0
     if term["offset_ms"] < -largest_op_ms:
         raise UserError(f"{where}: metadata network_term.offset_ms {term['offset_ms']!r} is below minus the "

@@ -1,31 +1,26 @@
 """Validating a table: time random networks end to end and compare with the table's prediction."""
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy.stats import kendalltau
 
-from latency_tables.build import measure_networks
+from latency_tables.build import measure_networks, random_archs
 
 
 def validate_table(table, space, runner, samples: int = 100, seed: int = 12345,
                    out: str | Path | None = None) -> tuple[dict, pd.DataFrame]:
     """Measure `samples` random archs of `space` end to end and compare with the table."""
     r = table.metadata.get("resolution") or space.resolution
-    rng = random.Random(seed)
-    archs = [space.decode(space.sample(rng)).replace(resolution=r) for _ in range(samples)]
+    archs = random_archs(space, samples, seed, r)
     predicted = np.array([table.query_total(a) for a in archs])
     measured = measure_networks(archs, runner)
     rel = (predicted - measured) / measured
     df = pd.DataFrame({"arch": [a.to_string() for a in archs], "predicted_ms": predicted,
                        "measured_ms": measured, "rel_err": rel})
-    stats = {"n": len(measured), "rmse_ms": float(np.sqrt(np.mean((predicted - measured) ** 2))),
-             "rmspe_pct": float(np.sqrt(np.mean(rel ** 2)) * 100),
-             "within_5pct": float(np.mean(np.abs(rel) <= 0.05)), "within_10pct": float(np.mean(np.abs(rel) <= 0.10)),
-             "kendall_tau": float(kendalltau(predicted, measured).statistic), "mean_rel_err_pct": float(rel.mean() * 100)}
+    stats = agreement(predicted, measured)
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -33,6 +28,16 @@ def validate_table(table, space, runner, samples: int = 100, seed: int = 12345,
         pd.DataFrame([stats]).to_csv(out / "latency_validation_summary.csv", index=False)
         scatter(df, stats, out / "latency_validation.png", str(table.metadata.get("device")))
     return stats, df
+
+
+def agreement(predicted, measured) -> dict:
+    """How well predictions match end-to-end measurements (the figures a validation reports)."""
+    predicted, measured = np.asarray(predicted, float), np.asarray(measured, float)
+    rel = (predicted - measured) / measured
+    return {"n": len(measured), "rmse_ms": float(np.sqrt(np.mean((predicted - measured) ** 2))),
+            "rmspe_pct": float(np.sqrt(np.mean(rel ** 2)) * 100),
+            "within_5pct": float(np.mean(np.abs(rel) <= 0.05)), "within_10pct": float(np.mean(np.abs(rel) <= 0.10)),
+            "kendall_tau": float(kendalltau(predicted, measured).statistic), "mean_rel_err_pct": float(rel.mean() * 100)}
 
 
 def scatter(df: pd.DataFrame, stats: dict, path: Path, device: str) -> None:

@@ -139,25 +139,79 @@ def test_local_table_measures_missing_ops_on_the_spot(tmp_path, monkeypatch):
     table = load_target("local_cpu")
     assert table.is_local and len(table) == 0
     assert table.path.is_relative_to(tmp_path)
+    table.missing.runner, table.missing.networks = OnnxRuntimeRunner(1, FAST), 2  # tiny calibration
+    arch = archs(1, resolution=224)[0]  # the cache's resolution, at which its end-to-end term is fitted
+    ms = table.query_total(arch)
+    assert ms > 0 and {op.key for _, op in arch_ops(arch)} <= set(table.df["key"])
+    assert set(table.df["source"]) == {"measured"}
+    # cached on disk, with the end-to-end term fitted on first use: a second load measures nothing
+    again = load_target("local_cpu")
+    assert len(again) == len(table) and again.network_term == table.network_term
+    assert again.network_term["calibrated"] and again.network_term["networks"] == 2
+    again.missing.runner = CountingRunner(1, FAST)
+    assert again.query_total(arch) == pytest.approx(ms)
+    assert again.missing.runner.timed == 0
+
+
+def lazy_table(path, space="mnv3", networks=8, runner=None):
+    """An empty local table at 32x32 that fills itself (ops and end-to-end term) into `path`."""
+    table = LatencyTable(None, new_metadata("local_cpu", space, 32, 1),
+                         missing=Measure(autosave=True, networks=networks, runner=runner or OnnxRuntimeRunner(1, FAST)))
+    table.save(path)
+    return table
+
+
+def test_a_lazily_filled_table_ends_calibrated(tmp_path, capsys):
+    path = tmp_path / "t.csv"
+    table = lazy_table(path)
+    assert not table.network_term["calibrated"]
     arch = archs(1)[0]
     ms = table.query_total(arch)
-    assert ms > 0 and len(table) == len({op for _, op in arch_ops(arch)})
-    assert set(table.df["source"]) == {"measured"}
-    # cached on disk: a second load does not measure again
-    again = load_target("local_cpu")
-    assert len(again) == len(table)
-    assert again.query_op(arch_ops(arch)[1][1]) == pytest.approx(table.query_op(arch_ops(arch)[1][1]))
+    err = capsys.readouterr().err
+    assert "end-to-end term not calibrated; timing 8 random mnv3 networks once" in err
+    assert "nas latency build --device local_cpu --space mnv3" in err
+    term = table.network_term
+    assert term["calibrated"] and term["networks"] == 8 and np.isfinite(term["fit_rmspe_pct"])
+    ops = [op for _, op in arch_ops(arch)]
+    assert ms == pytest.approx(sum(table.in_network(op) for op in ops) + term["offset_ms"])
+    # the same fit as a build's: scale, per-input and offset from least squares on 8 networks
+    assert (term["scale"], term["per_input_melem_ms"], term["per_mmac_ms"]) != (1.0, 0.0, 0.0)
+    saved = LatencyTable.load(path)
+    assert saved.network_term == term and len(saved) == len(table)
+    # another process holding the old, uncalibrated table takes the saved term instead of refitting
+    stale = LatencyTable(table.df.copy(), new_metadata("local_cpu", "mnv3", 32, 1), path=path,
+                         missing=Measure(autosave=True, networks=8, runner=CountingRunner(1, FAST)))
+    assert stale.query_total(arch) == pytest.approx(ms)
+    assert stale.missing.runner.timed == 0 and stale.network_term == term
+
+
+def test_a_table_that_cannot_calibrate_itself_says_which_command_to_run(tmp_path, capsys):
+    from latency_tables.table import op_row
+    from nas.cli import main
+
+    arch = archs(1)[0]
+    path = tmp_path / "t.csv"
+    table = lazy_table(path, space="no_such_space")
+    table.add_rows([op_row(op, {"mean_ms": 1.0, "median_ms": 1.0, "p10_ms": 1.0, "p90_ms": 1.0, "std_ms": 0.0,
+                                "count": 1}, "measured") for op in ops_of([arch])])
+    table.save(path)
+    with pytest.raises(UserError, match=r"no calibrated end-to-end term .* run `nas latency build --device local_cpu"):
+        table.query_total(arch)
+    assert main(["latency", "predict", "--target", str(path), arch.to_string()]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "nas latency build --device local_cpu --space SPACE" in err
 
 
 def test_validate_reports_errors_and_writes_files(tmp_path):
     from latency_tables.validate import validate_table
 
     table = LatencyTable(None, new_metadata("local_cpu", "mnv3", 32, 1),
-                         missing=Measure(runner=OnnxRuntimeRunner(1, FAST)))
+                         missing=Measure(networks=8, runner=OnnxRuntimeRunner(1, FAST)))
     stats, df = validate_table(table, SPACE, OnnxRuntimeRunner(1, FAST), samples=3, seed=1, out=tmp_path)
     assert stats["n"] == 3 and 0 <= stats["within_10pct"] <= 1 and stats["rmse_ms"] >= 0
     assert (df["measured_ms"] > 0).all() and (df["predicted_ms"] > 0).all()
     assert (tmp_path / "latency_validation.csv").exists() and (tmp_path / "latency_validation.png").exists()
+    assert table.network_term["calibrated"]  # calibrated before its first prediction
 
 
 def test_network_term_is_fitted_and_used(tmp_path):
@@ -172,3 +226,43 @@ def test_network_term_is_fitted_and_used(tmp_path):
     saved = json.loads(LatencyTable.load(tmp_path / "t.csv").path.read_text().split("\n")[0].split(" ", 2)[2])
     assert saved["complete"] is True
     assert np.isfinite(term["fit_rmspe_pct"])
+
+
+def test_fit_term_recovers_a_known_end_to_end_term():
+    from latency_tables.build import fit_term
+
+    rng = np.random.default_rng(0)
+    sums, inputs, mmacs = rng.uniform(5, 40, 12), rng.uniform(1, 8, 12), rng.uniform(50, 400, 12)
+    measured = 0.7 * sums - 0.5 * inputs + 0.004 * mmacs + 1.2
+    term = fit_term(sums, inputs, mmacs, measured)
+    assert [term[k] for k in ("scale", "per_input_melem_ms", "per_mmac_ms", "offset_ms")] == pytest.approx(
+        [0.7, -0.5, 0.004, 1.2])
+    assert term["calibrated"] and term["networks"] == 12 and term["fit_rmspe_pct"] == pytest.approx(0, abs=1e-9)
+    # too few networks for four coefficients: only the offset (the median gap)
+    few = fit_term(sums[:5], inputs[:5], mmacs[:5], sums[:5] + 2.0)
+    assert (few["scale"], few["per_input_melem_ms"], few["per_mmac_ms"], few["offset_ms"]) == (1.0, 0.0, 0.0, 2.0)
+
+
+def test_a_fit_the_table_would_refuse_falls_back_to_a_simpler_form(tmp_path, monkeypatch):
+    """Noisy timings can make least squares give an op a negative in-network latency: the term
+    saved is then the fullest form the table accepts, and the table still loads."""
+    from latency_tables import build
+    from latency_tables.table import op_row
+
+    nets = archs(10)
+    table = LatencyTable(None, new_metadata("local_cpu", "mnv3", 32, 1))
+    table.add_rows([op_row(op, {"mean_ms": 1.0, "median_ms": 1.0, "p10_ms": 1.0, "p90_ms": 1.0, "std_ms": 0.0,
+                                "count": 1}, "measured") for op in ops_of(nets)])
+    sums, inputs, mmacs = build.network_features(table, nets)
+    # a large negative per-MAC coefficient: the full form fits it exactly, and the ops with the most
+    # MACs per millisecond then cost less than nothing inside a network
+    measured = 0.8 * sums - 2.0 * mmacs + 0.05 * (mmacs ** 2) + 40.0
+    monkeypatch.setattr(build, "measure_networks", lambda archs, runner: measured)
+    with pytest.raises(UserError, match="latency of"):
+        full = build.fit_term(sums, inputs, mmacs, measured)
+        build.validate_network_term(full, [1.0] * len(table), *zip(*[(op.input_melems, op.macs() / 1e6)
+                                                                      for op in ops_of(nets)]), "full")
+    term = build.fit_network_term(table, nets, runner=None)
+    assert term["form"] != "scale+per_input_melem_ms+per_mmac_ms+offset" and term["per_mmac_ms"] == 0.0
+    table.metadata["network_term"] = term
+    assert LatencyTable.load(table.save(tmp_path / "t.csv")).network_term == term

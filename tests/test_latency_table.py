@@ -104,6 +104,9 @@ BROKEN = [
     (lambda t: t.replace('"offset_ms": 0.0, ', ''), r"network_term.offset_ms must be a finite number, got None"),
     (lambda t: t.replace('"per_input_melem_ms": 0.0', '"per_input_melem_ms": -1000'),
      r"network_term.per_input_melem_ms -1000 gives op \d+ a latency of -[\d.]+ ms inside a network"),
+    (lambda t: t.replace('"per_mmac_ms": 0.0', '"per_mmac_ms": -1000'),
+     r"gives op \d+ a latency of -[\d.]+ ms inside a network \(with per_mmac_ms -1000\)"),
+    (lambda t: t.replace('"per_mmac_ms": 0.0', '"per_mmac_ms": NaN'), r"network_term.per_mmac_ms must be a finite"),
     (lambda t: t.replace('"network_term": {', '"network_term": [{').replace('"scale": 1.0}', '"scale": 1.0}]'),
      r"network_term must be a JSON object"),
 ]
