@@ -3,8 +3,8 @@
 NetAdapt (netadapt/refine.py) keeps a cut when the table predicts that it saves the
 iteration's goal, so what matters is the table's error on a *difference* of two networks,
 not on a total. For each network (MobileNetV3-Large and -Small and random `mnv3` samples, at
-the table's resolution) this takes every trimmable unit (`netadapt.surgery.units`) at
-several cut sizes (8 and 32 channels) plus the proposal NetAdapt makes for each goal
+the table's resolution) this takes every trimmable unit (`netadapt.surgery.units`) cut
+by 8 channels, plus the proposal NetAdapt makes for each goal
 (1%, 2.5% and 5% of the network's latency: the smallest cut whose predicted saving reaches
 it, `netadapt.proposals.proposals`), measures each cut network and its parent end to end
 with onnxruntime (`latency_tables.measure`, thread CPU time, one thread), the parent
@@ -13,13 +13,17 @@ interleaved with each child, and compares predicted with measured savings.
 The measured saving of a child is the median over rounds of (parent - child) within the
 same round: the two ran back to back, so slow phases of a shared machine cancel (timing
 the parent once against a whole batch of children left differences of 3% between two
-copies of one network under load). `saving_se_ms` is the standard error of that median,
-and a control row per network (the parent against a second session of itself) shows the
-noise floor directly.
+copies of one network under load). Half of the rounds run with the parent's session
+created first, half with the child's: the session created first ran up to 0.26 ms slower
+(3%) in a control. `saving_se_ms` is the standard error of the saving, and a control row
+per network (the parent against a second session of itself) shows the noise floor directly.
 
-Rows are appended to the CSV after every batch (atomically), so a killed run resumes with
-the cuts it has not measured. Predictions are recomputed from the table at every run, so
-one set of measurements scores the table before and after a change to its predictions.
+Two predictors are scored on the same measurements: `table` (the table as NetAdapt used it:
+ops it lacks measured on the spot) and `anchored` (ops it lacks scaled from the nearest
+measured op of their family, `latency_tables.smooth`). The plan (cuts, every predictor's
+proposals and predicted savings) and the measurements are written atomically after every
+network and every few cuts, so a killed run resumes where it stopped; a new predictor
+adds its column and measures only the cuts it proposes that are not measured yet.
 
     nas latency build --space mnv3 --device local_cpu        # the table, if not built yet
     python experiments/latency_savings_fidelity.py           # ~10-15 min on 2 shared cores
@@ -31,6 +35,7 @@ import argparse
 import os
 import random
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +46,7 @@ from tqdm import tqdm
 
 from latency_tables.measure import Budget, OnnxRuntimeRunner
 from latency_tables.table import LatencyTable
+from latency_tables.smooth import anchored
 from latency_tables.targets import local_cpu_path, open_table
 from nas.run_dir import write_csv, write_text
 from netadapt.proposals import proposals
@@ -53,7 +59,7 @@ from search_spaces.space import get_space
 RESULTS = Path(__file__).resolve().parent / "results"
 NAME = "latency_savings_fidelity"
 GOALS = (0.01, 0.025, 0.05)     # NetAdapt's step (MobileNetV3: 1% of the latency) and larger ones
-CUTS = (1, 4)                   # cut sizes measured for every unit, in steps of 8 channels
+CUTS = (1,)                  # cut sizes measured for every unit, in steps of 8 channels
 WITHIN = 0.20                   # a proposal "saves what it promised" within +-20%
 
 
@@ -108,41 +114,63 @@ def measured_savings(samples: list[list[float]]) -> tuple[float, np.ndarray, np.
     return float(np.median(s[0])), np.median(s[1:], axis=1), np.median(s[0] - s[1:], axis=1)
 
 
-def measure_batch(parent: Arch, cuts: list[Cut], runner: OnnxRuntimeRunner) -> list[dict]:
-    """Time each cut in rounds with its parent (and, as the control, the parent with a second
-    session of itself): a pair per call, so parent and child always run back to back."""
-    parent_onnx = export_onnx(parent)
-    control = Cut(cuts[0].network, "control", "control", 0, 0, parent)
-    rows = []
-    for c in [control, *cuts]:
-        load = os.getloadavg()[0]
-        samples = runner.measure([parent_onnx, parent_onnx if c is control else export_onnx(c.arch)])
-        parent_ms, (child_ms,), (saving,) = measured_savings(samples)
-        spread = np.subtract(*samples).std() / np.sqrt(len(samples[0]))
-        rows.append({"network": c.network, "unit": c.unit, "kind": c.kind, "width_from": c.width_from,
-                     "width_to": c.width_to, "parent_ms": parent_ms, "child_ms": float(child_ms),
-                     "measured_saving_ms": float(saving), "saving_se_ms": float(1.2533 * spread),
-                     "rounds": len(samples[0]), "loadavg": round((load + os.getloadavg()[0]) / 2, 2),
-                     "arch": c.arch.to_string()})
-    return rows
+MEASURED = ("parent_ms", "child_ms", "measured_saving_ms", "saving_se_ms", "rounds", "loadavg")
+
+
+def measure_pair(parent_onnx, child: Arch, runner: OnnxRuntimeRunner) -> dict:
+    """Time a cut with its parent back to back, in two halves with the sessions created in
+    either order (the control row's child is the parent itself, in a second session)."""
+    load = os.getloadavg()[0]
+    child_onnx = export_onnx(child)
+    first = runner.measure([parent_onnx, child_onnx])
+    second = runner.measure([child_onnx, parent_onnx])[::-1]
+    halves = [measured_savings(s) for s in (first, second)]
+    se = [np.subtract(*s).std() / np.sqrt(len(s[0])) for s in (first, second)]
+    return {"parent_ms": np.mean([h[0] for h in halves]), "child_ms": np.mean([h[1][0] for h in halves]),
+            "measured_saving_ms": np.mean([h[2][0] for h in halves]),
+            "saving_se_ms": 1.2533 * np.hypot(*se) / 2,  # s.e. of the mean of two medians
+            "rounds": 2 * len(first[0]), "loadavg": round((load + os.getloadavg()[0]) / 2, 2)}
+
+
+def plan(nets, preds: dict, goals, cut_steps, cuts: pd.DataFrame, props: pd.DataFrame, save):
+    """For every network and predictor not done yet: NetAdapt's proposals, the cuts to measure
+    (with a control row), and each cut's predicted saving; `save` after every network."""
+    for n, a in tqdm(nets, desc="proposals", unit="network", file=sys.stderr):
+        for p, table in preds.items():
+            if not ((props["network"] == n) & (props["predictor"] == p)).any():
+                props = pd.concat([props, netadapt_proposals(n, a, table, goals).assign(predictor=p)], ignore_index=True)
+        known = set(cuts.loc[cuts["network"] == n, "arch"])
+        new = [Cut(n, "control", "control", 0, 0, a)] + cuts_to_measure(n, a, props[props["network"] == n], cut_steps)
+        cuts = pd.concat([cuts, pd.DataFrame([{"network": c.network, "unit": c.unit, "kind": c.kind,
+                                                "width_from": c.width_from, "width_to": c.width_to,
+                                                "arch": c.arch.to_string()} for c in new
+                                               if c.arch.to_string() not in known])], ignore_index=True)
+        for p, table in preds.items():
+            col = f"predicted_saving_ms_{p}"
+            todo = (cuts["network"] == n) & (cuts[col].isna() if col in cuts else True)
+            parent_ms = table.query_total(a)
+            cuts.loc[todo, col] = [parent_ms - table.query_total(Arch.from_string(x)) for x in cuts.loc[todo, "arch"]]
+        save(cuts, props)
+    return cuts, props
+
+
+def measure_order(cuts: pd.DataFrame, props: pd.DataFrame, seed: int) -> list:
+    """Unmeasured cuts, most telling first (a run cut short by its time budget still covers
+    every network): the controls, then NetAdapt's proposals by goal, smallest first, then the rest."""
+    goal = cuts.merge(props.groupby(["network", "unit", "width_to"], as_index=False)["goal_frac"].min(),
+                      on=["network", "unit", "width_to"], how="left")["goal_frac"].to_numpy()
+    rank = np.where(cuts["unit"] == "control", -1.0, np.nan_to_num(goal, nan=1.0))
+    tiebreak = np.random.default_rng(seed).random(len(cuts))
+    order = np.lexsort((tiebreak, rank))
+    return [cuts.index[i] for i in order if np.isnan(cuts["measured_saving_ms"].iloc[i])]
 
 
 # ---- scoring -------------------------------------------------------------------------
-def add_predictions(df: pd.DataFrame, parents: dict[str, Arch], predictors: dict) -> pd.DataFrame:
-    """Predicted saving of every measured cut by each predictor (name -> table)."""
-    df = df.copy()
-    for name, table in predictors.items():
-        parent_ms = {n: table.query_total(a) for n, a in parents.items()}
-        df[f"predicted_saving_ms_{name}"] = [parent_ms[n] - table.query_total(Arch.from_string(a))
-                                             for n, a in zip(df["network"], df["arch"])]
-    return df
-
-
 def score(cuts: pd.DataFrame, props: pd.DataFrame, predicted: str) -> dict:
     """Savings fidelity of one predictor: rank agreement and errors over every measured cut;
-    over NetAdapt's proposals, the share whose measured saving reaches the goal and the share
-    within +-20% of the promised (predicted) saving."""
-    c = cuts[cuts["unit"] != "control"]
+    over NetAdapt's measured proposals, the share whose measured saving reaches the goal and
+    the share within +-20% of the promised (predicted) saving."""
+    c = cuts[(cuts["unit"] != "control") & cuts["measured_saving_ms"].notna()]
     err = c[predicted] - c["measured_saving_ms"]
     promised = c[predicted].where(c[predicted] > 0)
     p = props.merge(c, on=["network", "unit", "width_to"], how="left")
@@ -151,8 +179,8 @@ def score(cuts: pd.DataFrame, props: pd.DataFrame, predicted: str) -> dict:
             "median_abs_err_ms": float(err.abs().median()),
             "median_abs_err_pct": float((err.abs() / promised).median() * 100),
             "proposals": len(p), "proposals_unmeasured": int(measured.isna().sum()),
-            "reach_goal": float((measured >= p["goal_ms"]).mean()),
-            "within_20pct": float(((measured - p[predicted]).abs() <= WITHIN * p[predicted]).mean())}
+            "reach_goal": float((measured >= p["goal_ms"])[measured.notna()].mean()),
+            "within_20pct": float(((measured - p[predicted]).abs() <= WITHIN * p[predicted])[measured.notna()].mean())}
 
 
 def noise_floor(cuts: pd.DataFrame) -> float:
@@ -187,10 +215,10 @@ def scatter(df: pd.DataFrame, summary: pd.DataFrame, path: Path) -> None:
 
 
 def markdown(summary: pd.DataFrame, df: pd.DataFrame, table: LatencyTable, args, per_kind: pd.DataFrame) -> str:
-    c = df[df["unit"] != "control"]
+    c = df[(df["unit"] != "control") & df["measured_saving_ms"].notna()]
     lines = [f"# Latency savings fidelity ({table.metadata['device']})", "",
              f"{df['network'].nunique()} networks at {table.metadata['resolution']}x{table.metadata['resolution']} "
-             f"({', '.join(df['network'].unique())}), {len(c)} cuts (every trimmable unit at "
+             f"({', '.join(df['network'].unique())}), {len(c)} of {int((df['unit'] != 'control').sum())} planned cuts measured (every trimmable unit at "
              f"{', '.join(str(8 * k) for k in args.cuts)} channels, plus NetAdapt's proposals for goals of "
              f"{', '.join(f'{g:.1%}' for g in args.goals)} of the network's latency).",
              f"onnxruntime {table.metadata['runtime_version']}, 1 thread, thread CPU time, {int(df['rounds'].median())} "
@@ -210,16 +238,18 @@ def markdown(summary: pd.DataFrame, df: pd.DataFrame, table: LatencyTable, args,
     return "\n".join(lines) + "\n"
 
 
-def predictors(table: LatencyTable) -> dict:
-    """The table as it predicts today."""
-    return {"table": table}
+def predictors(path: Path) -> dict:
+    """`table`: the table as NetAdapt used it before (ops it lacks measured on the spot);
+    `anchored`: ops it lacks scaled from their nearest measured op (`latency_tables.smooth`)."""
+    return {"table": open_table(path), "anchored": anchored(open_table(path))}
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--random", type=int, default=3, help="random mnv3 networks besides MobileNetV3-L/S")
-    ap.add_argument("--rounds", type=int, default=40, help="timing rounds per (parent, cut) pair")
-    ap.add_argument("--batch", type=int, default=12, help="cuts per checkpoint (rows written after each)")
+    ap.add_argument("--rounds", type=int, default=30, help="timing rounds per (parent, cut) pair")
+    ap.add_argument("--batch", type=int, default=12, help="measured cuts per checkpoint")
+    ap.add_argument("--minutes", type=float, default=15, help="measuring time per run (rerun to continue)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="2 networks, one cut size, one goal, 20 rounds")
     ap.add_argument("--results", default=str(RESULTS))
@@ -227,38 +257,45 @@ def main(argv=None) -> None:
     args.goals, args.cuts = (GOALS[:1], CUTS[:1]) if args.quick else (GOALS, CUTS)
     n_random, rounds = (0, 20) if args.quick else (args.random, args.rounds)
     out = Path(args.results)
-    csv = out / (f"{NAME}_quick.csv" if args.quick else f"{NAME}.csv")
 
-    table = open_table(local_cpu_path())  # read-only: ops it lacks are measured, not written back
+    preds = predictors(local_cpu_path())  # read-only: ops they measure are not written back
+    table = preds["table"]
     if not table.network_term.get("calibrated"):
         print("note: the local_cpu table's end-to-end term is not calibrated; run "
               "`nas latency build --space mnv3 --device local_cpu` first for meaningful figures", file=sys.stderr)
     nets = networks(n_random, int(table.metadata["resolution"]), args.seed)
-    preds = predictors(table)
-    props = pd.concat([netadapt_proposals(n, a, t, args.goals).assign(predictor=p)
-                       for p, t in preds.items() for n, a in nets], ignore_index=True)
-    done = pd.read_csv(csv) if csv.exists() else pd.DataFrame(columns=["network", "arch"])
-    runner = OnnxRuntimeRunner(1, Budget(warmup=3, min_rounds=rounds, max_rounds=rounds, max_seconds=float("inf")),
-                               seed=args.seed)
-    todo = []
-    for n, a in nets:
-        measured = set(done.loc[done["network"] == n, "arch"])
-        cuts = [c for c in cuts_to_measure(n, a, props[props["network"] == n], args.cuts)
-                if c.arch.to_string() not in measured]
-        todo += [(n, a, cuts[i:i + args.batch]) for i in range(0, len(cuts), args.batch)] if cuts else []
-    for n, a, cuts in tqdm(todo, desc="savings", unit="batch", file=sys.stderr):
-        done = pd.concat([done, pd.DataFrame(measure_batch(a, cuts, runner))], ignore_index=True)
-        write_csv(csv, done)
+    stem = out / (f"{NAME}_quick" if args.quick else NAME)
+    csv, props_csv = stem.with_suffix(".csv"), stem.with_name(stem.name + "_proposals.csv")
+    cuts = pd.read_csv(csv) if csv.exists() else pd.DataFrame(columns=["network", "unit", "arch", *MEASURED])
+    props = pd.read_csv(props_csv) if props_csv.exists() else pd.DataFrame(columns=["network", "predictor"])
 
-    df = add_predictions(done, dict(nets), preds)
-    write_csv(csv, df)
+    def save(cuts, props):
+        write_csv(csv, cuts)
+        write_csv(props_csv, props)
+
+    cuts, props = plan(nets, preds, args.goals, args.cuts, cuts, props, save)
+    half = max(rounds // 2, 2)
+    runner = OnnxRuntimeRunner(1, Budget(warmup=3, min_rounds=half, max_rounds=half, max_seconds=float("inf")),
+                               seed=args.seed)
+    todo = measure_order(cuts, props, args.seed)
+    deadline = time.monotonic() + 60 * args.minutes
+    parents = {n: export_onnx(a) for n, a in nets}
+    for k, i in enumerate(tqdm(todo, desc="savings", unit="cut", file=sys.stderr)):
+        row = measure_pair(parents[cuts.at[i, "network"]], Arch.from_string(cuts.at[i, "arch"]), runner)
+        cuts.loc[i, list(row)] = list(row.values())
+        if (k + 1) % args.batch == 0 or k + 1 == len(todo) or time.monotonic() > deadline:
+            save(cuts, props)
+        if time.monotonic() > deadline:
+            print(f"time budget spent: {len(todo) - k - 1} cuts left for the next run", file=sys.stderr)
+            break
+
+    df = cuts
     summary = pd.DataFrame([{"predictor": p, **score(df, props[props["predictor"] == p].drop(columns="predictor"),
                                                         f"predicted_saving_ms_{p}")} for p in preds])
     c = df[df["unit"] != "control"]
     group = np.where(c["unit"].str.startswith("width:stem"), "stem width", c["kind"])
     per_kind = pd.DataFrame({p: (c[f"predicted_saving_ms_{p}"] - c["measured_saving_ms"]).groupby(group).median()
                              for p in preds})
-    stem = out / (f"{NAME}_quick" if args.quick else NAME)
     write_csv(stem.with_name(stem.name + "_summary.csv"), summary)
     scatter(df, summary, stem.with_suffix(".png"))
     text = markdown(summary, df, table, args, per_kind)

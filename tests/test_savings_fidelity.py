@@ -34,7 +34,7 @@ def test_score_tau_errors_and_shares():
                  ("n", "c", 8, 3.0, 3.3),     # err 0.3 = 9.1% of 3.3
                  ("n", "d", 8, 0.1, 0.5)])    # err 0.4 = 80% of 0.5
     props = pd.DataFrame([("n", 0.01, 1.0, "a", 8), ("n", 0.01, 1.0, "b", 8), ("n", 0.01, 1.0, "d", 8),
-                          ("n", 0.01, 1.0, "c", 16)],   # not measured: counts against both shares
+                          ("n", 0.01, 1.0, "c", 16)],   # not measured: left out of both shares
                          columns=["network", "goal_frac", "goal_ms", "unit", "width_to"])
     s = score(cuts, props, "pred")
     assert s["cuts"] == 4
@@ -45,8 +45,8 @@ def test_score_tau_errors_and_shares():
     assert s["median_abs_err_ms"] == pytest.approx(0.35)
     assert s["median_abs_err_pct"] == pytest.approx((0.1 / 1.1 + 0.5 / 1.5) / 2 * 100, rel=1e-6)
     assert s["proposals"] == 4 and s["proposals_unmeasured"] == 1
-    assert s["reach_goal"] == pytest.approx(2 / 4)      # a (1.0 >= 1.0) and b
-    assert s["within_20pct"] == pytest.approx(1 / 4)    # only a
+    assert s["reach_goal"] == pytest.approx(2 / 3)      # a (1.0 >= 1.0) and b
+    assert s["within_20pct"] == pytest.approx(1 / 3)    # only a
     assert noise_floor(cuts) == pytest.approx(0.02)
 
 

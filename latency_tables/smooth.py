@@ -1,0 +1,152 @@
+"""Channel-smooth op latencies: what NetAdapt's savings need from a measured table.
+
+NetAdapt compares a network with the same network minus 8 channels somewhere; the ops that
+change differ from their parents by a few percent, less than the noise of one op's
+measurement (5-30% on a shared machine). A difference of two independently measured
+entries is then mostly noise: cutting 8 of 960 mid channels could "save" nothing or three
+times its share. Totals do not suffer (independent errors average out over a network);
+differences do.
+
+The smoothed table predicts every op of a *family* (same layer type, kernel, stride,
+activation, SE gate, residual, expansion and input size: everything but the channel
+counts) as `model(op) x r(family)`: `model` is the per-op linear model of
+`latency_tables.model` fitted on the table's own measurements, `r` the median of
+measured / model over the family's measured ops. Within a family latencies are then
+exactly proportional to the model, so a cut's saving follows its change in work and
+memory traffic, while each family keeps the level of its many measurements. An op whose
+family has no measured op falls back to the table's own missing-op policy.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from latency_tables.model import FEATURES, OpModel, feature_matrix, fit_coefficients, modelled_stats
+from latency_tables.ops import Op, parse_key
+from latency_tables.table import LatencyTable, op_row
+from search_spaces.anatomy import has_expand
+from search_spaces.ir import Block, Stem
+
+
+def family(op: Op) -> tuple:
+    """Everything about an op except its channel counts."""
+    L = op.layer
+    if isinstance(op.layer, Block):
+        return ("block", L.op, L.kernel, L.stride, L.act, L.se.gate if L.se else None, L.residual, has_expand(L), op.hw)
+    if isinstance(op.layer, Stem):
+        return ("stem", L.kernel, L.stride, L.act, op.hw, op.cin)
+    return ("head", L.type, L.act, L.hidden is not None, op.hw, op.num_classes)
+
+
+@dataclass
+class ChannelSmoother:
+    """`model(op) x ratio[family(op)]`; see the module docstring."""
+
+    model: OpModel
+    ratio: dict[tuple, float]
+
+    @classmethod
+    def fit(cls, ops: list[Op], ms) -> "ChannelSmoother":
+        ms = np.asarray(ms, dtype=float)
+        X = feature_matrix(ops)
+        model = OpModel(dict(zip(FEATURES, fit_coefficients(X, ms, list(range(len(FEATURES)))))))
+        groups: dict[tuple, list[float]] = {}
+        for op, r in zip(ops, ms / model.predict(ops)):
+            groups.setdefault(family(op), []).append(r)
+        return cls(model, {f: float(np.median(r)) for f, r in groups.items()})
+
+    def predict(self, ops: list[Op]) -> np.ndarray:
+        """ms of each op; NaN where its family was never measured."""
+        r = np.array([self.ratio.get(family(op), np.nan) for op in ops])
+        return self.model.predict(ops) * r if ops else np.array([])
+
+
+@dataclass
+class SmoothedMissing:
+    """Missing-op policy of a smoothed table: the smoother where it knows the family, else the
+    original table's policy (whose result is smoothed when it can be)."""
+
+    smoother: ChannelSmoother
+    fallback: object
+
+    def __call__(self, table: LatencyTable, ops: list[Op]) -> None:
+        ms = self.smoother.predict(ops)
+        known = [(op, m) for op, m in zip(ops, ms) if np.isfinite(m)]
+        table.add_rows([op_row(op, modelled_stats(float(m)), "model") for op, m in known])
+        unknown = [op for op, m in zip(ops, ms) if not np.isfinite(m)]
+        if unknown:
+            table.missing = self.fallback
+            try:
+                table.add_missing(unknown)
+            finally:
+                table.missing = self
+
+
+def smoothed(table: LatencyTable) -> LatencyTable:
+    """A copy of `table` whose op latencies are channel-smooth (see the module docstring);
+    same metadata and end-to-end term. Rows keep their source; the statistic column holds the
+    smoothed value."""
+    df = table.df.copy()
+    measured = df["source"] == "measured"
+    ops = [parse_key(k) for k in df["key"]]
+    smoother = ChannelSmoother.fit([op for op, m in zip(ops, measured) if m], df.loc[measured, table.statistic])
+    ms = smoother.predict(ops)
+    df[table.statistic] = np.where(np.isfinite(ms), ms, df[table.statistic].astype(float))
+    meta = dict(table.metadata, smoothed={"families": len(smoother.ratio), "model": smoother.model.coef})
+    return LatencyTable(df, meta, missing=SmoothedMissing(smoother, table.missing))
+
+
+def channels(op: Op) -> np.ndarray:
+    L = op.layer
+    if isinstance(L, Block):
+        return np.array([L.in_, L.out, L.mid, L.se.squeeze if L.se else 1], dtype=float)
+    if isinstance(L, Stem):
+        return np.array([L.out], dtype=float)
+    return np.array([op.cin, L.conv, L.hidden or 1], dtype=float)
+
+
+@dataclass
+class Anchored:
+    """Missing-op policy: an op is predicted from the measured op of its family with the
+    nearest channel counts, scaled by the model: ms(anchor) x model(op) / model(anchor)."""
+
+    model: OpModel
+    anchors: dict[tuple, tuple[np.ndarray, list[Op], np.ndarray]]   # family -> log channels, ops, ms
+    fallback: object
+
+    @classmethod
+    def fit(cls, table: LatencyTable) -> "Anchored":
+        df = table.df[table.df["source"] == "measured"]
+        ops, ms = [parse_key(k) for k in df["key"]], df[table.statistic].to_numpy(float)
+        model = OpModel(dict(zip(FEATURES, fit_coefficients(feature_matrix(ops), ms, list(range(len(FEATURES)))))))
+        groups: dict[tuple, list[int]] = {}
+        for i, op in enumerate(ops):
+            groups.setdefault(family(op), []).append(i)
+        anchors = {f: (np.log([channels(ops[i]) for i in idx]), [ops[i] for i in idx], ms[idx]) for f, idx in groups.items()}
+        return cls(model, anchors, table.missing)
+
+    def __call__(self, table: LatencyTable, ops: list[Op]) -> None:
+        rows, unknown = [], []
+        for op in ops:
+            if family(op) not in self.anchors:
+                unknown.append(op)
+                continue
+            logc, members, ms = self.anchors[family(op)]
+            i = int(np.abs(logc - np.log(channels(op))).sum(1).argmin())
+            ratio = self.model.predict([op, members[i]])
+            rows.append(op_row(op, modelled_stats(float(ms[i] * ratio[0] / ratio[1])), "model"))
+        table.add_rows(rows)
+        if unknown:
+            table.missing = self.fallback
+            try:
+                table.add_missing(unknown)
+            finally:
+                table.missing = self
+
+
+def anchored(table: LatencyTable) -> LatencyTable:
+    """A copy of `table` that predicts the ops it lacks with `Anchored`."""
+    copy = LatencyTable(table.df.copy(), dict(table.metadata), missing=None)
+    copy.missing = Anchored.fit(table)
+    return copy
