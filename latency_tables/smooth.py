@@ -146,7 +146,10 @@ class Anchored:
 
 
 def anchored(table: LatencyTable) -> LatencyTable:
-    """A copy of `table` that predicts the ops it lacks with `Anchored`."""
+    """A copy of `table` that predicts the ops it lacks with `Anchored`; the table itself when
+    it has no measured op to anchor on."""
+    if not (table.df["source"] == "measured").any():
+        return table
     copy = LatencyTable(table.df.copy(), dict(table.metadata), missing=None)
     copy.missing = Anchored.fit(table)
     return copy

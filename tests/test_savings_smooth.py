@@ -48,3 +48,8 @@ def test_unknown_family_goes_to_the_tables_own_policy():
     t = anchored(table({block(240): 0.2, block(480): 0.4}))
     with pytest.raises(UserError, match="not in the latency table"):
         t.query_op(block(240, hw=28))
+
+
+def test_nothing_measured_nothing_to_anchor_on():
+    empty = table({})
+    assert anchored(empty) is empty
