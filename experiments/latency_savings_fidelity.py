@@ -26,7 +26,8 @@ network and every few cuts, so a killed run resumes where it stopped; a new pred
 adds its column and measures only the cuts it proposes that are not measured yet.
 
     nas latency build --space mnv3 --device local_cpu        # the table, if not built yet
-    python experiments/latency_savings_fidelity.py           # ~10-15 min on 2 shared cores
+    # here (load average up to 32 on 2 cores): 7 min planning, then 24 + 1 min measuring in two runs
+    python experiments/latency_savings_fidelity.py           # 15 min per run (--minutes); rerun to continue
     python experiments/latency_savings_fidelity.py --quick   # 2 networks, fewer cuts and rounds
 """
 from __future__ import annotations
