@@ -143,6 +143,7 @@ class Refiner:
                  log=None, progress: bool = True, device: torch.device = torch.device("cpu")):
         """`device` is not a setting: a run may resume on another device."""
         from latency_tables import load_target
+        from latency_tables.smooth import anchored
 
         self.run_dir, self.s, self.out, self.threads = Path(run_dir), settings, Path(out), threads
         self.device = device
@@ -150,6 +151,8 @@ class Refiner:
         self.progress = progress
         self.state_path = self.out / "state" / "state.json"
         self.table = load_target(settings.target)
+        if self.table.is_local:  # a cut's ops: scaled from measured ones, not timed anew (latency_tables/smooth.py)
+            self.table = anchored(self.table)
         self.data = load_data(settings.data, settings.resolution, settings.train_subset,
                               seed=settings.seed).to(device)  # on a GPU: copied there once
 

@@ -1,0 +1,308 @@
+"""Savings, not totals: does the local_cpu table predict what NetAdapt's cuts save?
+
+NetAdapt (netadapt/refine.py) keeps a cut when the table predicts that it saves the
+iteration's goal, so what matters is the table's error on a *difference* of two networks,
+not on a total. For each network (MobileNetV3-Large and -Small and random `mnv3` samples, at
+the table's resolution) this takes every trimmable unit (`netadapt.surgery.units`) cut
+by 8 channels, plus the proposal NetAdapt makes for each goal
+(1%, 2.5% and 5% of the network's latency: the smallest cut whose predicted saving reaches
+it, `netadapt.proposals.proposals`), measures each cut network and its parent end to end
+with onnxruntime (`latency_tables.measure`, thread CPU time, one thread), the parent
+interleaved with each child, and compares predicted with measured savings.
+
+The measured saving of a child is the median over rounds of (parent - child) within the
+same round: the two ran back to back, so slow phases of a shared machine cancel (timing
+the parent once against a whole batch of children left differences of 3% between two
+copies of one network under load). Half of the rounds run with the parent's session
+created first, half with the child's: the session created first ran up to 0.26 ms slower
+(3%) in a control. `saving_se_ms` is the standard error of the saving, and a control row
+per network (the parent against a second session of itself) shows the noise floor directly.
+
+Two predictors are scored on the same measurements: `table` (the table as NetAdapt used it:
+ops it lacks measured on the spot) and `anchored` (ops it lacks scaled from the nearest
+measured op of their family, `latency_tables.smooth`). The plan (cuts, every predictor's
+proposals and predicted savings) and the measurements are written atomically after every
+network and every few cuts, so a killed run resumes where it stopped; a new predictor
+adds its column and measures only the cuts it proposes that are not measured yet.
+
+    nas latency build --space mnv3 --device local_cpu        # the table, if not built yet
+    # here (load average up to 32 on 2 cores): 7 min planning, then 24 + 1 min measuring in two runs
+    python experiments/latency_savings_fidelity.py           # 15 min per run (--minutes); rerun to continue
+    python experiments/latency_savings_fidelity.py --quick   # 2 networks, fewer cuts and rounds
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import kendalltau
+from tqdm import tqdm
+
+from latency_tables.measure import Budget, OnnxRuntimeRunner
+from latency_tables.table import LatencyTable
+from latency_tables.smooth import anchored
+from latency_tables.targets import local_cpu_path, open_table
+from nas.run_dir import write_csv, write_text
+from netadapt.proposals import proposals
+from netadapt.surgery import STEP, resize, units
+from search_spaces.ir import Arch
+from search_spaces.onnx_export import export_onnx
+from search_spaces.references import reference
+from search_spaces.space import get_space
+
+RESULTS = Path(__file__).resolve().parent / "results"
+NAME = "latency_savings_fidelity"
+GOALS = (0.01, 0.025, 0.05)     # NetAdapt's step (MobileNetV3: 1% of the latency) and larger ones
+CUTS = (1,)                  # cut sizes measured for every unit, in steps of 8 channels
+WITHIN = 0.20                   # a proposal "saves what it promised" within +-20%
+
+
+@dataclass(frozen=True)
+class Cut:
+    network: str
+    unit: str
+    kind: str
+    width_from: int
+    width_to: int
+    arch: Arch
+
+
+# ---- what to measure -----------------------------------------------------------------
+def networks(n_random: int, resolution: int, seed: int) -> list[tuple[str, Arch]]:
+    space = get_space("mnv3")
+    rng = random.Random(seed)
+    nets = [(name, reference(name).replace(resolution=resolution))
+            for name in ("mobilenet_v3_large", "mobilenet_v3_small")]
+    nets += [(f"mnv3_random{i}", space.decode(space.sample(rng)).replace(resolution=resolution))
+             for i in range(n_random)]
+    return nets
+
+
+def netadapt_proposals(name: str, arch: Arch, table, goals=GOALS) -> pd.DataFrame:
+    """NetAdapt's proposals for each goal (a fraction of the parent's predicted latency):
+    one row per (goal, unit) with the width it cuts to."""
+    current = table.query_total(arch)
+    rows = [{"network": name, "goal_frac": g, "goal_ms": g * current, "unit": p.unit.name, "width_to": p.width}
+            for g in goals for p in proposals(arch, table, g * current, current)]
+    return pd.DataFrame(rows, columns=["network", "goal_frac", "goal_ms", "unit", "width_to"])
+
+
+def cuts_to_measure(name: str, arch: Arch, props: pd.DataFrame, cut_steps=CUTS) -> list[Cut]:
+    """Every unit at the given cut sizes, plus the widths NetAdapt proposes."""
+    wanted = {}
+    for u in units(arch):
+        widths = {u.width - STEP * k for k in cut_steps}
+        widths |= set(props.loc[props["unit"] == u.name, "width_to"].astype(int))
+        for w in sorted(widths, reverse=True):
+            new = resize(arch, u, w) if w >= 8 else None
+            if new is not None:
+                wanted[(u.name, w)] = Cut(name, u.name, u.kind, u.width, w, new)
+    return list(wanted.values())
+
+
+# ---- measuring -----------------------------------------------------------------------
+def measured_savings(samples: list[list[float]]) -> tuple[float, np.ndarray, np.ndarray]:
+    """Samples of [parent, child1, child2, ...] timed in the same rounds: the parent's median
+    and, per child, its median and the median of the paired per-round savings."""
+    s = np.asarray(samples, dtype=float)
+    return float(np.median(s[0])), np.median(s[1:], axis=1), np.median(s[0] - s[1:], axis=1)
+
+
+MEASURED = ("parent_ms", "child_ms", "measured_saving_ms", "saving_se_ms", "rounds", "loadavg")
+
+
+def measure_pair(parent_onnx, child: Arch, runner: OnnxRuntimeRunner) -> dict:
+    """Time a cut with its parent back to back, in two halves with the sessions created in
+    either order (the control row's child is the parent itself, in a second session)."""
+    load = os.getloadavg()[0]
+    child_onnx = export_onnx(child)
+    first = runner.measure([parent_onnx, child_onnx])
+    second = runner.measure([child_onnx, parent_onnx])[::-1]
+    halves = [measured_savings(s) for s in (first, second)]
+    se = [np.subtract(*s).std() / np.sqrt(len(s[0])) for s in (first, second)]
+    return {"parent_ms": np.mean([h[0] for h in halves]), "child_ms": np.mean([h[1][0] for h in halves]),
+            "measured_saving_ms": np.mean([h[2][0] for h in halves]),
+            "saving_se_ms": 1.2533 * np.hypot(*se) / 2,  # s.e. of the mean of two medians
+            "rounds": 2 * len(first[0]), "loadavg": round((load + os.getloadavg()[0]) / 2, 2)}
+
+
+def plan(nets, preds: dict, goals, cut_steps, cuts: pd.DataFrame, props: pd.DataFrame, save):
+    """For every network and predictor not done yet: NetAdapt's proposals, the cuts to measure
+    (with a control row), and each cut's predicted saving; `save` after every network."""
+    for n, a in tqdm(nets, desc="proposals", unit="network", file=sys.stderr):
+        for p, table in preds.items():
+            if not ((props["network"] == n) & (props["predictor"] == p)).any():
+                props = pd.concat([props, netadapt_proposals(n, a, table, goals).assign(predictor=p)], ignore_index=True)
+        known = set(cuts.loc[cuts["network"] == n, "arch"])
+        new = [Cut(n, "control", "control", 0, 0, a)] + cuts_to_measure(n, a, props[props["network"] == n], cut_steps)
+        cuts = pd.concat([cuts, pd.DataFrame([{"network": c.network, "unit": c.unit, "kind": c.kind,
+                                                "width_from": c.width_from, "width_to": c.width_to,
+                                                "arch": c.arch.to_string()} for c in new
+                                               if c.arch.to_string() not in known])], ignore_index=True)
+        for p, table in preds.items():
+            col = f"predicted_saving_ms_{p}"
+            todo = (cuts["network"] == n) & (cuts[col].isna() if col in cuts else True)
+            parent_ms = table.query_total(a)
+            cuts.loc[todo, col] = [parent_ms - table.query_total(Arch.from_string(x)) for x in cuts.loc[todo, "arch"]]
+        save(cuts, props)
+    return cuts, props
+
+
+def measure_order(cuts: pd.DataFrame, props: pd.DataFrame, seed: int) -> list:
+    """Unmeasured cuts, most telling first (a run cut short by its time budget still covers
+    every network): the controls, then NetAdapt's proposals by goal, smallest first, then the rest."""
+    goal = cuts.merge(props.groupby(["network", "unit", "width_to"], as_index=False)["goal_frac"].min(),
+                      on=["network", "unit", "width_to"], how="left")["goal_frac"].to_numpy()
+    rank = np.where(cuts["unit"] == "control", -1.0, np.nan_to_num(goal, nan=1.0))
+    tiebreak = np.random.default_rng(seed).random(len(cuts))
+    order = np.lexsort((tiebreak, rank))
+    return [cuts.index[i] for i in order if np.isnan(cuts["measured_saving_ms"].iloc[i])]
+
+
+# ---- scoring -------------------------------------------------------------------------
+def score(cuts: pd.DataFrame, props: pd.DataFrame, predicted: str) -> dict:
+    """Savings fidelity of one predictor: rank agreement and errors over every measured cut;
+    over NetAdapt's measured proposals, the share whose measured saving reaches the goal and
+    the share within +-20% of the promised (predicted) saving."""
+    c = cuts[(cuts["unit"] != "control") & cuts["measured_saving_ms"].notna()]
+    err = c[predicted] - c["measured_saving_ms"]
+    promised = c[predicted].where(c[predicted] > 0)
+    p = props.merge(c, on=["network", "unit", "width_to"], how="left")
+    measured = p["measured_saving_ms"]
+    return {"cuts": len(c), "kendall_tau": float(kendalltau(c[predicted], c["measured_saving_ms"]).statistic),
+            "median_abs_err_ms": float(err.abs().median()),
+            "median_abs_err_pct": float((err.abs() / promised).median() * 100),
+            "proposals": len(p), "proposals_unmeasured": int(measured.isna().sum()),
+            "reach_goal": float((measured >= p["goal_ms"])[measured.notna()].mean()),
+            "within_20pct": float(((measured - p[predicted]).abs() <= WITHIN * p[predicted])[measured.notna()].mean())}
+
+
+def noise_floor(cuts: pd.DataFrame) -> float:
+    """Median |measured saving| of a network against itself: what measurement alone gives."""
+    return float(cuts.loc[cuts["unit"] == "control", "measured_saving_ms"].abs().median())
+
+
+# ---- report --------------------------------------------------------------------------
+def scatter(df: pd.DataFrame, summary: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    c = df[df["unit"] != "control"]
+    names = list(summary["predictor"])
+    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 5), squeeze=False)
+    for ax, name, row in zip(axes[0], names, summary.itertuples()):
+        for kind, marker in (("width", "o"), ("mid", "^")):
+            k = c[c["kind"] == kind]
+            ax.scatter(k["measured_saving_ms"], k[f"predicted_saving_ms_{name}"], s=10, marker=marker, label=kind)
+        hi = float(max(c["measured_saving_ms"].max(), c[f"predicted_saving_ms_{name}"].max()))
+        lo = float(min(c["measured_saving_ms"].min(), c[f"predicted_saving_ms_{name}"].min(), 0))
+        x = np.linspace(lo, hi, 2)
+        ax.plot(x, x, "k-", lw=0.8)
+        ax.fill_between(x, (1 - WITHIN) * x, (1 + WITHIN) * x, color="gray", alpha=0.2, label="+-20%")
+        ax.set(xlabel="measured saving (ms)", ylabel="predicted saving (ms)",
+               title=f"{name}: tau {row.kendall_tau:.2f}, {row.within_20pct:.0%} of proposals within +-20%")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def markdown(summary: pd.DataFrame, df: pd.DataFrame, table: LatencyTable, args, per_kind: pd.DataFrame) -> str:
+    c = df[(df["unit"] != "control") & df["measured_saving_ms"].notna()]
+    lines = [f"# Latency savings fidelity ({table.metadata['device']})", "",
+             f"{df['network'].nunique()} networks at {table.metadata['resolution']}x{table.metadata['resolution']} "
+             f"({', '.join(df['network'].unique())}), {len(c)} of {int((df['unit'] != 'control').sum())} planned cuts measured (every trimmable unit at "
+             f"{', '.join(str(8 * k) for k in args.cuts)} channels, plus NetAdapt's proposals for goals of "
+             f"{', '.join(f'{g:.1%}' for g in args.goals)} of the network's latency).",
+             f"onnxruntime {table.metadata['runtime_version']}, 1 thread, thread CPU time, {int(df['rounds'].median())} "
+             f"rounds per (parent, cut) pair, run back to back; load average while measuring "
+             f"{df['loadavg'].min():.2f}-{df['loadavg'].max():.2f} ({os.cpu_count()} cores).",
+             f"Noise floor (parent against a copy of itself): median |saving| {noise_floor(df):.3f} ms; "
+             f"median standard error of a measured saving {df['saving_se_ms'].median():.3f} ms.",
+             "Errors in percent are relative to the promised (predicted) saving.", "",
+             "| predictor | cuts | Kendall tau | median abs err (ms) | median abs err (%) | proposals | "
+             "reach goal | within +-20% |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines += [f"| {r.predictor} | {r.cuts} | {r.kendall_tau:.3f} | {r.median_abs_err_ms:.3f} | "
+              f"{r.median_abs_err_pct:.1f} | {r.proposals} | {r.reach_goal:.0%} | {r.within_20pct:.0%} |"
+              for r in summary.itertuples()]
+    lines += ["", "Median signed error (predicted - measured, ms) by unit kind:", "",
+              "| unit kind | " + " | ".join(per_kind.columns) + " |", "| --- |" + " ---: |" * len(per_kind.columns)]
+    lines += [f"| {kind} | " + " | ".join(f"{v:+.3f}" for v in row) + " |" for kind, row in per_kind.iterrows()]
+    return "\n".join(lines) + "\n"
+
+
+def predictors(path: Path) -> dict:
+    """`table`: the table as NetAdapt used it before (ops it lacks measured on the spot);
+    `anchored`: ops it lacks scaled from their nearest measured op (`latency_tables.smooth`)."""
+    return {"table": open_table(path), "anchored": anchored(open_table(path))}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--random", type=int, default=3, help="random mnv3 networks besides MobileNetV3-L/S")
+    ap.add_argument("--rounds", type=int, default=30, help="timing rounds per (parent, cut) pair")
+    ap.add_argument("--batch", type=int, default=12, help="measured cuts per checkpoint")
+    ap.add_argument("--minutes", type=float, default=15, help="measuring time per run (rerun to continue)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--quick", action="store_true", help="2 networks, one cut size, one goal, 20 rounds")
+    ap.add_argument("--results", default=str(RESULTS))
+    args = ap.parse_args(argv)
+    args.goals, args.cuts = (GOALS[:1], CUTS[:1]) if args.quick else (GOALS, CUTS)
+    n_random, rounds = (0, 20) if args.quick else (args.random, args.rounds)
+    out = Path(args.results)
+
+    preds = predictors(local_cpu_path())  # read-only: ops they measure are not written back
+    table = preds["table"]
+    if not table.network_term.get("calibrated"):
+        print("note: the local_cpu table's end-to-end term is not calibrated; run "
+              "`nas latency build --space mnv3 --device local_cpu` first for meaningful figures", file=sys.stderr)
+    nets = networks(n_random, int(table.metadata["resolution"]), args.seed)
+    stem = out / (f"{NAME}_quick" if args.quick else NAME)
+    csv, props_csv = stem.with_suffix(".csv"), stem.with_name(stem.name + "_proposals.csv")
+    cuts = pd.read_csv(csv) if csv.exists() else pd.DataFrame(columns=["network", "unit", "arch", *MEASURED])
+    props = pd.read_csv(props_csv) if props_csv.exists() else pd.DataFrame(columns=["network", "predictor"])
+
+    def save(cuts, props):
+        write_csv(csv, cuts)
+        write_csv(props_csv, props)
+
+    cuts, props = plan(nets, preds, args.goals, args.cuts, cuts, props, save)
+    half = max(rounds // 2, 2)
+    runner = OnnxRuntimeRunner(1, Budget(warmup=3, min_rounds=half, max_rounds=half, max_seconds=float("inf")),
+                               seed=args.seed)
+    todo = measure_order(cuts, props, args.seed)
+    deadline = time.monotonic() + 60 * args.minutes
+    parents = {n: export_onnx(a) for n, a in nets}
+    for k, i in enumerate(tqdm(todo, desc="savings", unit="cut", file=sys.stderr)):
+        row = measure_pair(parents[cuts.at[i, "network"]], Arch.from_string(cuts.at[i, "arch"]), runner)
+        cuts.loc[i, list(row)] = list(row.values())
+        if (k + 1) % args.batch == 0 or k + 1 == len(todo) or time.monotonic() > deadline:
+            save(cuts, props)
+        if time.monotonic() > deadline:
+            print(f"time budget spent: {len(todo) - k - 1} cuts left for the next run", file=sys.stderr)
+            break
+
+    df = cuts
+    summary = pd.DataFrame([{"predictor": p, **score(df, props[props["predictor"] == p].drop(columns="predictor"),
+                                                        f"predicted_saving_ms_{p}")} for p in preds])
+    c = df[df["unit"] != "control"]
+    group = np.where(c["unit"].str.startswith("width:stem"), "stem width", c["kind"])
+    per_kind = pd.DataFrame({p: (c[f"predicted_saving_ms_{p}"] - c["measured_saving_ms"]).groupby(group).median()
+                             for p in preds})
+    write_csv(stem.with_name(stem.name + "_summary.csv"), summary)
+    scatter(df, summary, stem.with_suffix(".png"))
+    text = markdown(summary, df, table, args, per_kind)
+    write_text(stem.with_suffix(".md"), text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""The savings experiment's arithmetic on tiny cases with fake measurements (no timing)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from experiments.latency_savings_fidelity import cuts_to_measure, measured_savings, netadapt_proposals, noise_floor, score
+from latency_tables.model import OpModel
+from latency_tables.missing import Predict
+from latency_tables.table import LatencyTable, new_metadata
+from netadapt.surgery import units
+from search_spaces.references import reference
+
+
+def test_measured_savings_pair_rounds():
+    # round 3 is a slow phase hitting parent and child alike: paired differences ignore it
+    parent = [10.0, 10.0, 10.0, 30.0, 10.0]
+    child = [9.0, 9.0, 9.5, 28.0, 9.0]
+    parent_ms, child_ms, saving = measured_savings([parent, child])
+    assert parent_ms == 10.0
+    assert child_ms.tolist() == [9.0]
+    assert saving.tolist() == [1.0]
+
+
+def fake(rows):
+    return pd.DataFrame(rows, columns=["network", "unit", "width_to", "measured_saving_ms", "pred"])
+
+
+def test_score_tau_errors_and_shares():
+    cuts = fake([("n", "control", 0, 0.02, 0.0),
+                 ("n", "a", 8, 1.0, 1.1),     # err 0.1 = 9.1% of 1.1
+                 ("n", "b", 8, 2.0, 1.5),     # err 0.5 = 33% of 1.5
+                 ("n", "c", 8, 3.0, 3.3),     # err 0.3 = 9.1% of 3.3
+                 ("n", "d", 8, 0.1, 0.5)])    # err 0.4 = 80% of 0.5
+    props = pd.DataFrame([("n", 0.01, 1.0, "a", 8), ("n", 0.01, 1.0, "b", 8), ("n", 0.01, 1.0, "d", 8),
+                          ("n", 0.01, 1.0, "c", 16)],   # not measured: left out of both shares
+                         columns=["network", "goal_frac", "goal_ms", "unit", "width_to"])
+    s = score(cuts, props, "pred")
+    assert s["cuts"] == 4
+    # Kendall's tau without ties: (concordant - discordant) / pairs
+    pred, meas = [1.1, 1.5, 3.3, 0.5], [1.0, 2.0, 3.0, 0.1]
+    concordant = sum(np.sign(pred[i] - pred[j]) == np.sign(meas[i] - meas[j]) for i in range(4) for j in range(i))
+    assert s["kendall_tau"] == pytest.approx((2 * concordant - 6) / 6)
+    assert s["median_abs_err_ms"] == pytest.approx(0.35)
+    assert s["median_abs_err_pct"] == pytest.approx((0.1 / 1.1 + 0.5 / 1.5) / 2 * 100, rel=1e-6)
+    assert s["proposals"] == 4 and s["proposals_unmeasured"] == 1
+    assert s["reach_goal"] == pytest.approx(2 / 3)      # a (1.0 >= 1.0) and b
+    assert s["within_20pct"] == pytest.approx(1 / 3)    # only a
+    assert noise_floor(cuts) == pytest.approx(0.02)
+
+
+def linear_table(per_channel_ms: float) -> LatencyTable:
+    """A table predicting every op from a one-feature model (latency grows with memory traffic)."""
+    table = LatencyTable(None, new_metadata("fake", "mnv3", 224, 1))
+    table.missing = Predict(OpModel({"mem_melems": per_channel_ms, "ops": 0.01}))
+    return table
+
+
+def test_proposals_and_cuts_to_measure():
+    arch = reference("mobilenet_v3_small")
+    table = linear_table(0.5)
+    props = netadapt_proposals("s", arch, table, goals=(0.01,))
+    total = table.query_total(arch)
+    assert len(props) > 3 and props["goal_ms"].tolist() == pytest.approx([0.01 * total] * len(props))
+    for p in props.itertuples():  # every proposal meets its goal on the table
+        cut = next(c for c in cuts_to_measure("s", arch, props[props["unit"] == p.unit], (1,))
+                   if c.unit == p.unit and c.width_to == p.width_to)
+        assert total - table.query_total(cut.arch) >= p.goal_ms - 1e-9
+    cuts = cuts_to_measure("s", arch, props.iloc[:0], (1, 2))
+    by_unit = {u.name: u.width for u in units(arch)}
+    assert {(c.unit, c.width_to) for c in cuts} <= {(u, w - 8 * k) for u, w in by_unit.items() for k in (1, 2)}
+    assert all(c.width_from == by_unit[c.unit] and c.arch != arch for c in cuts)
