@@ -58,19 +58,24 @@ def fit_network_term(table: LatencyTable, archs, runner) -> dict:
     terms against each other (a negative scale, an op with a negative in-network latency); a
     simpler form is then the honest fit, and the term records which one was used."""
     features, measured = network_features(table, archs), measure_networks(archs, runner)
-    ops = list(table.df["key"].map(parse_key))
-    op_ms = [table.query_op(op) for op in ops]
     reasons = []
     for form in TERM_FORMS:
         term = fit_term(*features, measured, form=form)
         try:
-            validate_network_term(term, op_ms, [op.input_melems for op in ops], [op.macs() / 1e6 for op in ops],
-                                  f"form {term['form']}")
+            check_term(table, term, f"form {term['form']}")
             return term
         except UserError as e:
             reasons.append(str(e))
     raise UserError(f"no end-to-end term fits the {len(archs)} networks timed whole (last: {reasons[-1]}); "
                     f"time more of them (--calibrate) on a quieter machine")
+
+
+def check_term(table: LatencyTable, term: dict, where: str) -> None:
+    """UserError unless `term` keeps every op of the table positive inside a network (the check
+    the table's file gets on load)."""
+    ops = list(table.df["key"].map(parse_key))
+    validate_network_term(term, [table.query_op(op) for op in ops], [op.input_melems for op in ops],
+                          [op.macs() / 1e6 for op in ops], where)
 
 
 def network_features(table: LatencyTable, archs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

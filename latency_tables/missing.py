@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
-from latency_tables.build import CALIBRATION_NETWORKS, calibrate_table, measure_ops
+from latency_tables.build import CALIBRATION_NETWORKS, calibrate_table, check_term, measure_ops
 from latency_tables.measure import OnnxRuntimeRunner
 from latency_tables.model import OpModel
 from latency_tables.ops import Op
@@ -32,12 +32,22 @@ class Measure:
 
     def __call__(self, table: LatencyTable, ops: list[Op]) -> None:
         table.add_rows(measure_ops(ops, self._runner()))
+        if table.network_term.get("calibrated"):
+            try:
+                check_term(table, table.network_term, "new ops")
+            except UserError:
+                # the term was fitted before these ops existed and gives one of them a latency of
+                # zero or less inside a network (a negative per-input term, a small op with a large
+                # input): saved as is, the table could not be loaded again
+                self.calibrate(table, refit=True)
+                return
         self._save(table)
 
-    def calibrate(self, table: LatencyTable) -> None:
-        """Fit the end-to-end term of a table that has none (once: it is saved with the table), on
-        random networks of the table's space; UserError naming the build command without one."""
-        if self.autosave and table.path is not None:
+    def calibrate(self, table: LatencyTable, refit: bool = False) -> None:
+        """Fit the end-to-end term of a table that has none (once: it is saved with the table), or
+        again (`refit`) when ops added since make the old one invalid, on random networks of the
+        table's space; UserError naming the build command without one."""
+        if self.autosave and table.path is not None and not refit:
             table.merge_from(table.path)  # another process may have calibrated it meanwhile
             if table.network_term.get("calibrated"):
                 return
@@ -49,7 +59,8 @@ class Measure:
             raise UserError(f"latency table {where} has no calibrated end-to-end term and no known search space "
                             f"({name!r}) to calibrate it on: run `nas latency build --device {device} --space SPACE`"
                             ) from None
-        print(f"latency table {where}: end-to-end term not calibrated; timing {self.networks} random {name} "
+        why = "does not fit the ops measured since" if refit else "not calibrated"
+        print(f"latency table {where}: end-to-end term {why}; timing {self.networks} random {name} "
               f"networks once to fit it (`nas latency build --device {device} --space {name}` does it ahead of time)",
               file=sys.stderr, flush=True)
         calibrate_table(table, space, self._runner(), self.networks)

@@ -266,3 +266,35 @@ def test_a_fit_the_table_would_refuse_falls_back_to_a_simpler_form(tmp_path, mon
     assert term["form"] != "scale+per_input_melem_ms+per_mmac_ms+offset" and term["per_mmac_ms"] == 0.0
     table.metadata["network_term"] = term
     assert LatencyTable.load(table.save(tmp_path / "t.csv")).network_term == term
+
+
+def test_ops_measured_after_calibration_that_the_term_does_not_fit_refit_it(tmp_path, monkeypatch, capsys):
+    """A term fitted before an op existed can give it a negative latency inside a network (a
+    negative per-input term, a small op with a large input): the table fits its term again rather
+    than save a file it could not load."""
+    from latency_tables import missing
+    from latency_tables.table import NO_TERM, op_row
+
+    def rows(ops, ms):
+        return [op_row(op, {"mean_ms": ms, "median_ms": ms, "p10_ms": ms, "p90_ms": ms, "std_ms": 0.0,
+                            "count": 1}, "measured") for op in ops]
+
+    old, new = ops_of(archs(1, seed=3)), [op for op in ops_of(archs(1, seed=4)) if op not in ops_of(archs(1, seed=3))]
+    refits = []
+    monkeypatch.setattr(missing, "calibrate_table", lambda table, *a, **k: refits.append(len(table)) or
+                        table.metadata.update(network_term={**NO_TERM, "calibrated": True}))
+    table = LatencyTable(None, new_metadata("local_cpu", "mnv3", 32, 1), path=tmp_path / "t.csv",
+                         missing=Measure(autosave=True, networks=8))
+    table.add_rows(rows(old, 1.0))
+    largest = max(op.input_melems for op in old)
+    table.metadata["network_term"] = {**NO_TERM, "per_input_melem_ms": -0.5 / largest, "calibrated": True}
+    table.save(tmp_path / "t.csv")
+
+    monkeypatch.setattr(missing, "measure_ops", lambda ops, runner: rows(ops, 5.0))  # fits the old term
+    table.add_missing(new[:1])
+    assert refits == [] and LatencyTable.load(tmp_path / "t.csv").network_term["per_input_melem_ms"] < 0
+
+    monkeypatch.setattr(missing, "measure_ops", lambda ops, runner: rows(ops, 1e-4))  # does not
+    table.add_missing(new[1:])
+    assert refits == [len(old) + len(new)] and "does not fit the ops measured since" in capsys.readouterr().err
+    assert LatencyTable.load(tmp_path / "t.csv").network_term == {**NO_TERM, "calibrated": True}
