@@ -16,7 +16,11 @@ from search_spaces.errors import UserError
 # Proxy defaults per data set. digits (the default command): measured so that candidates learn
 # (mean validation accuracy >= 0.9) and the run, reference included, ends within about 10
 # minutes on 2 cores; at 8x8, digits' own size, a step costs about half of one at 16x16 (README).
+# cifar10: the best Kendall tau under about 60 s per candidate on 2 cores measured so far by
+# experiments/proxy_fidelity.py (setting 5k_e2_r16: tau 0.25 over 21 architectures, 58.6 s).
 PROXY_DEFAULTS = {"digits": {"resolution": 8, "epochs": 8.0, "batch_size": 32, "lr": 0.1, "trials": 6},
+                  "cifar10": {"resolution": 16, "epochs": 2.0, "batch_size": 64, "lr": 0.1, "trials": 12,
+                              "train_subset": 5000},
                   "other": {"resolution": 32, "epochs": 3.0, "batch_size": 64, "lr": 0.05, "trials": 12}}
 
 
@@ -34,14 +38,16 @@ def register(sub) -> None:
                    help="train only candidates with latency in [LO*T, HI*T] (default: 0.85,1.0 for --reward hard, "
                         "0.9,1.1 for soft, 0.5,1.1 for pareto); proposals outside it are rejected untrained")
     p.add_argument("--data", default="digits", help="digits, cifar10:DIR or imagefolder:DIR")
-    p.add_argument("--train-subset", type=int, metavar="N", help="train on the first N training images")
-    p.add_argument("--resolution", type=int, help="proxy training resolution (default 8 for digits, 32 otherwise)")
+    p.add_argument("--train-subset", type=int, metavar="N",
+                   help="train on the first N training images (default 5000 for cifar10, else all)")
+    p.add_argument("--resolution", type=int,
+                   help="proxy training resolution (default 8 for digits, 16 for cifar10, 32 otherwise)")
     p.add_argument("--deploy-resolution", type=int, default=224, help="resolution latency is looked up at")
     p.add_argument("--epochs", type=float,
-                   help="proxy training epochs per candidate (default 8 for digits, 3 otherwise)")
+                   help="proxy training epochs per candidate (default 8 for digits, 2 for cifar10, 3 otherwise)")
     p.add_argument("--steps", type=int, help="train each candidate for exactly this many steps (quick checks)")
     p.add_argument("--batch-size", type=int, help="default 32 for digits, 64 otherwise")
-    p.add_argument("--lr", type=float, help="default 0.1 for digits, 0.05 otherwise")
+    p.add_argument("--lr", type=float, help="default 0.1 for digits and cifar10, 0.05 otherwise")
     p.add_argument("--optimizer", default="sgd", choices=["sgd", "rmsprop"])
     p.add_argument("--evaluator", default="train",
                    help="train (each candidate for --epochs) or supernet:DIR (its slice of a trained supernet)")
@@ -92,7 +98,8 @@ def new_config(args) -> RunConfig:
     from search_spaces.references import reference
     from search_spaces.space import get_space
 
-    for name, value in PROXY_DEFAULTS["digits" if args.data == "digits" else "other"].items():
+    kind = args.data.split(":", 1)[0]
+    for name, value in PROXY_DEFAULTS[kind if kind in PROXY_DEFAULTS else "other"].items():
         if getattr(args, name) is None:
             setattr(args, name, value)
     check_numbers(vars(args) | {"latency_target_ms": args.latency_target})

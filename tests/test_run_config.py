@@ -116,3 +116,20 @@ def test_resume_cannot_shrink_a_search_below_its_finished_trials(tmp_path, capsy
     assert main(["search", "--resume", str(run.path), "--trials", "1"]) == 2
     one_line_error(capsys, "--trials 1 is fewer than the 2 trials")
     assert run.config().trials == 3
+
+
+def test_cifar10_gets_the_measured_proxy_defaults_and_explicit_flags_win(tmp_path):
+    """cifar10's defaults are experiments/proxy_fidelity.py's best measured setting under ~60 s per
+    candidate on 2 cores (5k_e2_r16); other data sets keep the generic ones."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 6000), ("test", 100)):
+        np.savez(tmp_path / f"cifar10_{split}.npz", **{f"x_{split}": np.zeros((n, 4, 4, 3), np.uint8),
+                                                      f"y_{split}": rng.integers(0, 10, n)})
+    config = new_config(args("--data", f"cifar10:{tmp_path}"))
+    assert (config.resolution, config.epochs, config.batch_size, config.lr, config.trials, config.train_subset) == (
+        16, 2.0, 64, 0.1, 12, 5000)
+    config = new_config(args("--data", f"cifar10:{tmp_path}", "--resolution", "32", "--train-subset", "800"))
+    assert (config.resolution, config.train_subset, config.epochs) == (32, 800, 2.0)
+    assert new_config(args()).resolution == 8  # digits
