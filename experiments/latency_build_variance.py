@@ -19,6 +19,9 @@ held fixed.
     python experiments/latency_build_variance.py [--builds 2] [--loaded 1] [--calibration 40]
     python experiments/latency_build_variance.py --report      # refit and report saved builds
 
+Each invocation adds its builds to those saved (numbered after them; `--fresh` starts over);
+files are written atomically after every build.
+
 Writes experiments/results/latency_build_variance{.csv,_networks.csv,_fits.csv,.md,.png}.
 """
 from __future__ import annotations
@@ -42,6 +45,8 @@ from latency_tables.build import build_table, fit_term, measure_networks, networ
 from latency_tables.measure import OnnxRuntimeRunner  # noqa: E402
 from latency_tables.ops import arch_ops  # noqa: E402
 from latency_tables.validate import agreement  # noqa: E402
+from nas.run_dir import write_csv, write_text  # noqa: E402
+from search_spaces.atomic import atomic_path  # noqa: E402
 from search_spaces.ir import Arch  # noqa: E402
 from search_spaces.space import get_space  # noqa: E402
 
@@ -139,7 +144,7 @@ def clock_robustness(nets: pd.DataFrame) -> str:
 
 def report(runs: pd.DataFrame, nets: pd.DataFrame) -> None:
     f = fits(nets)
-    f.to_csv(RESULTS / "latency_build_variance_fits.csv", index=False)
+    write_csv(RESULTS / "latency_build_variance_fits.csv", f)
     lines = ["# local_cpu table: validation from build to build", "",
              "Per build: the ops of 100 validation networks (seed 12345, the same for every build) and of the "
              "build's calibration networks timed into a fresh table as `nas latency build` times them, then the "
@@ -157,7 +162,7 @@ def report(runs: pd.DataFrame, nets: pd.DataFrame) -> None:
     lines += [f"| {r.build} | {r.condition} | {r.calibration_networks} | {r.form} | {r.within_10pct:.2f} | "
               f"{r.within_5pct:.2f} | {r.rmspe_pct:.2f} | {r.mean_rel_err_pct:+.2f} | {r.kendall_tau:.3f} |"
               for r in f.itertuples()]
-    (RESULTS / "latency_build_variance.md").write_text("\n".join(lines) + "\n")
+    write_text(RESULTS / "latency_build_variance.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -173,7 +178,8 @@ def report(runs: pd.DataFrame, nets: pd.DataFrame) -> None:
            title="end-to-end term: calibration size and form, per build")
     ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(RESULTS / "latency_build_variance.png", dpi=120)
+    with atomic_path(RESULTS / "latency_build_variance.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)
 
 
@@ -185,21 +191,24 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=100, help="validation networks")
     ap.add_argument("--calibration", type=int, default=40, help="calibration networks timed per build")
     ap.add_argument("--report", action="store_true", help="only refit and report the saved builds")
+    ap.add_argument("--fresh", action="store_true", help="drop the saved builds (default: add new builds to them)")
     args = ap.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     runs_csv = RESULTS / "latency_build_variance.csv"
     nets_csv = RESULTS / "latency_build_variance_networks.csv"
     if not args.report:
         space = get_space(args.space)
-        runs, nets = [], []
+        # builds saved by earlier invocations are kept (a killed run loses only its current build)
+        runs = [] if args.fresh or not runs_csv.exists() else pd.read_csv(runs_csv).to_dict("records")
+        nets = [] if not runs else [pd.read_csv(nets_csv)]
         conditions = ["quiet"] * args.builds
         conditions[1:1] = ["loaded"] * args.loaded  # a loaded build early: the figures land build by build
-        for i, cond in enumerate(conditions):
+        for i, cond in enumerate(conditions, start=len(runs)):
             summary, df = one_build(space, cond, i, args.samples, args.calibration, space.resolution)
             runs.append(summary)
             nets.append(df)
-            pd.DataFrame(runs).to_csv(runs_csv, index=False)
-            pd.concat(nets).to_csv(nets_csv, index=False)
+            write_csv(runs_csv, pd.DataFrame(runs))
+            write_csv(nets_csv, pd.concat(nets))
             print(f"build {i} ({cond}) done: {summary}", flush=True)
     report(pd.read_csv(runs_csv), pd.read_csv(nets_csv))
 
