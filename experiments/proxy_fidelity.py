@@ -58,6 +58,7 @@ class ProxySetting:
 SETTINGS = {s.name: s for s in [
     ProxySetting("2k_e1_r32", 2000, 1, 32, 0.05, 64),
     ProxySetting("2k_e3_r32", 2000, 3, 32, 0.05, 64),
+    ProxySetting("2k_e2_r32_lr0.1", 2000, 2, 32, 0.1, 64),
     ProxySetting("5k_e2_r16", 5000, 2, 16, 0.1, 64),
     ProxySetting("10k_e1_r16_lr0.2_bs128", 10000, 1, 16, 0.2, 128),
     ProxySetting("5k_e4_r16_lr0.2_bs128", 5000, 4, 16, 0.2, 128),
