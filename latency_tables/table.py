@@ -130,16 +130,13 @@ class LatencyTable:
 
     def per_layer(self, arch: Arch) -> pd.DataFrame:
         """One row per layer (layer, key, ms, source), plus the end-to-end term as a last row."""
-        self._check_resolution(arch)
-        ops = arch_ops(arch)
-        self.add_missing([op for _, op in ops])
-        self.calibrate_if_able()
+        total = self.query_total(arch)  # checks the resolution, adds missing ops, calibrates
         source = dict(zip(self.df["key"], self.df["source"]))
-        rows = [{"layer": name, "key": op.key, "ms": self._ms[op.key], "source": source[op.key]} for name, op in ops]
-        term = self.network_term
-        adjusted = sum(self.in_network(op) for _, op in ops) + term["offset_ms"]
-        rows.append({"layer": "network", "key": "end-to-end term", "source": "fitted" if term.get("calibrated") else "none",
-                     "ms": adjusted - sum(r["ms"] for r in rows)})
+        rows = [{"layer": name, "key": op.key, "ms": self._ms[op.key], "source": source[op.key]}
+                for name, op in arch_ops(arch)]
+        rows.append({"layer": "network", "key": "end-to-end term",
+                     "source": "fitted" if self.network_term.get("calibrated") else "none",
+                     "ms": total - sum(r["ms"] for r in rows)})
         return pd.DataFrame(rows)
 
     def in_network(self, op: Op) -> float:
