@@ -26,6 +26,7 @@ import torch
 from latency_tables import load_target
 from nas.data import load_data
 from nas.device import add_device_argument, resolve_device
+from nas.run_dir import save_deployment, write_json
 from nas.search_report import markdown_table
 from nas.training import TrainConfig, train
 from netadapt.cli import main as netadapt
@@ -59,14 +60,12 @@ def stand_in_run(work: Path, a) -> Path:
           f"on {len(data.train)} CIFAR-10 images at {a.resolution}x{a.resolution}")
     r = train(net, data, cfg)
     print(f"  val acc {r['val_acc']:.4f} after {r['seconds']:.0f} s ({r['images_per_s']:.0f} images/s)")
-    (run / "best").mkdir(parents=True, exist_ok=True)
     config = {"space": a.space, "target": a.target, "data": data_spec, "resolution": a.resolution,
               "deploy_resolution": 224, "train_subset": a.train_subset, "seed": 0, "optimizer": "rmsprop",
               "batch_size": a.batch_size, "stand_in": f"sample seed {a.sample_seed} of {a.space}, "
                                                       f"trained {a.pretrain_epochs:g} epochs, no search"}
-    (run / "config.json").write_text(json.dumps(config, indent=2))
-    (run / "best" / "arch.json").write_text(arch.to_json())
-    torch.save({k: v.cpu() for k, v in net.state_dict().items()}, run / "best" / "model.pt")
+    write_json(run / "config.json", config)
+    save_deployment(run / "best", arch, net.state_dict())
     return run
 
 
