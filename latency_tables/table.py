@@ -9,12 +9,14 @@ fitted on whole networks measured end to end (see `build.fit_network_term`).
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import io
 import json
 import os
 import platform
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -44,13 +46,9 @@ def machine_fingerprint() -> dict:
     import onnxruntime as ort
 
     cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    with contextlib.suppress(OSError):
+        found = re.search(r"^model name.*?:(.*)$", Path("/proc/cpuinfo").read_text(), re.M)
+        cpu = found[1].strip() if found else cpu
     return {"cpu": cpu, "cores": os.cpu_count(), "runtime": "onnxruntime", "runtime_version": ort.__version__}
 
 
