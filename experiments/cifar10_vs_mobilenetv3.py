@@ -43,11 +43,8 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as nas.cli: idle OpenMP threads must not spin
 
-import matplotlib  # noqa: E402
 import pandas as pd  # noqa: E402
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 from latency_tables import load_target  # noqa: E402
 from latency_tables.measure import Budget  # noqa: E402
@@ -252,7 +249,8 @@ def latencies(plan: Plan, nets: dict[str, Arch], threads: int) -> pd.DataFrame:
 
 
 def plot(table: pd.DataFrame, t_ms: float, path: Path, title: str) -> None:
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     curve = table[table["network"].str.startswith("mobilenet_v3_large_x")].sort_values("pixel_cpu_ms")
     ax.errorbar(curve["pixel_cpu_ms"], curve["test_acc_mean"], yerr=curve["test_acc_std"], fmt="o-", color="C0",
                 capsize=3, label="MobileNetV3-Large x0.5 / 0.75 / 1.0 / 1.25")
@@ -271,7 +269,6 @@ def plot(table: pd.DataFrame, t_ms: float, path: Path, title: str) -> None:
     ax.legend(fontsize=8, loc="lower right")
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
 
 
 def report(plan: Plan, work: Path, results: Path, name: str, hours: str, done: dict, quick: bool) -> None:

@@ -13,18 +13,15 @@ import random
 import time
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from latency_tables.build import build_table, measure_ops  # noqa: E402
-from latency_tables.measure import OnnxRuntimeRunner  # noqa: E402
-from latency_tables.ops import parse_key, space_ops  # noqa: E402
-from latency_tables.targets import local_cpu_path  # noqa: E402
-from search_spaces.space import get_space  # noqa: E402
+from latency_tables.build import build_table, measure_ops
+from latency_tables.measure import OnnxRuntimeRunner
+from latency_tables.ops import parse_key, space_ops
+from latency_tables.targets import local_cpu_path
+from search_spaces.space import get_space
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -75,7 +72,8 @@ def main() -> None:
     pd.DataFrame([{k: v for k, v in summary.items() if k != "network_term"}]).to_csv(
         RESULTS / "latency_build.csv", index=False)
 
-    fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    ax = fig.subplots(1, 2)
     ax[0].hist(table.df["median_ms"], bins=60)
     ax[0].set(xlabel="op median (ms)", ylabel="ops", yscale="log",
               title=f"{n_ops} ops, {summary['ops_per_minute']:.0f} ops/min")

@@ -37,18 +37,16 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from latency_tables.build import build_table, fit_term, measure_networks, network_features, random_archs  # noqa: E402
-from latency_tables.measure import OnnxRuntimeRunner  # noqa: E402
-from latency_tables.ops import arch_ops  # noqa: E402
-from latency_tables.validate import agreement  # noqa: E402
-from nas.run_dir import write_csv, write_text  # noqa: E402
-from search_spaces.atomic import atomic_path  # noqa: E402
-from search_spaces.ir import Arch  # noqa: E402
-from search_spaces.space import get_space  # noqa: E402
+from latency_tables.build import build_table, fit_term, measure_networks, network_features, random_archs
+from latency_tables.measure import OnnxRuntimeRunner
+from latency_tables.ops import arch_ops
+from latency_tables.validate import agreement
+from nas.run_dir import write_csv, write_text
+from search_spaces.atomic import atomic_path
+from search_spaces.ir import Arch
+from search_spaces.space import get_space
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BUSY = "while True: pass"
@@ -165,9 +163,10 @@ def report(runs: pd.DataFrame, nets: pd.DataFrame) -> None:
     write_text(RESULTS / "latency_build_variance.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     styles = dict(zip(FORMS, ("-", "--", "-.", ":")))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, ((build, cond), g) in enumerate(f[f["calibration_networks"] > 0].groupby(["build", "condition"])):
         load = runs.set_index("build").loc[build, "load1_end"]
         for form, h in g.groupby("form"):
@@ -180,7 +179,6 @@ def report(runs: pd.DataFrame, nets: pd.DataFrame) -> None:
     fig.tight_layout()
     with atomic_path(RESULTS / "latency_build_variance.png") as tmp:
         fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
 
 
 def main() -> None:

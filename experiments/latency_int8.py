@@ -136,11 +136,10 @@ def accuracy_row(args) -> dict:
 
 
 def plot(df: pd.DataFrame, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
     x = np.arange(len(df))
     ax.bar(x - 0.27, df["fp32_ms"], 0.27, label="float32")
     ax.bar(x, df["int8_ms"], 0.27, label="int8 (QDQ, per-channel, integer-only)")
@@ -153,7 +152,6 @@ def plot(df: pd.DataFrame, path: Path) -> None:
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def main() -> None:

@@ -16,17 +16,14 @@ import argparse
 import json
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from latency_tables.ops import arch_ops  # noqa: E402
-from latency_tables.pixel import MODEL_FILE, TABLE_FILE, fit_pixel, pixel_table  # noqa: E402
-from search_spaces.references import REFERENCES, reference  # noqa: E402
-from search_spaces.space import get_space  # noqa: E402
+from latency_tables.ops import arch_ops
+from latency_tables.pixel import MODEL_FILE, TABLE_FILE, fit_pixel, pixel_table
+from search_spaces.references import REFERENCES, reference
+from search_spaces.space import get_space
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "experiments" / "results"
@@ -81,7 +78,8 @@ def main() -> None:
     lines += [f"| {k} | {model.coef[k]:.4g} | {model.relative[k]:.4g} |" for k in model.coef]
     (RESULTS / "latency_pixel_fit.md").write_text("\n".join(lines) + "\n")
 
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig = Figure(figsize=(5, 5))
+    ax = fig.subplots()
     loo_pred = loo.measured_ms * (1 + loo.loo_rel_err)
     ax.scatter(loo.measured_ms, loo_pred, s=12)
     hi = max(loo.measured_ms.max(), loo_pred.max())

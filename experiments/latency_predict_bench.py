@@ -12,15 +12,12 @@ import time
 import timeit
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from latency_tables import load_target  # noqa: E402
-from search_spaces.space import get_space  # noqa: E402
+from latency_tables import load_target
+from search_spaces.space import get_space
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -53,7 +50,8 @@ def main() -> None:
     lines += [f"| {r.path} | {r.n:,} | {r.seconds:.4f} | {r.archs_per_s:,.0f} |" for r in df.itertuples()]
     (RESULTS / "latency_predict_many.md").write_text("\n".join(lines) + "\n")
     vec = df[df.path.str.startswith("decision")]
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig = Figure(figsize=(5, 3.5))
+    ax = fig.subplots()
     ax.plot(vec.n, vec.archs_per_s, "o-")
     ax.axhline(100_000, color="r", ls="--", lw=0.8, label="target 100k/s")
     ax.set(xscale="log", yscale="log", xlabel="architectures per call", ylabel="architectures / s",

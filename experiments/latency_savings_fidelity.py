@@ -191,13 +191,12 @@ def noise_floor(cuts: pd.DataFrame) -> float:
 
 # ---- report --------------------------------------------------------------------------
 def scatter(df: pd.DataFrame, summary: pd.DataFrame, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     c = df[df["unit"] != "control"]
     names = list(summary["predictor"])
-    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 5), squeeze=False)
+    fig = Figure(figsize=(5 * len(names), 5))
+    axes = fig.subplots(1, len(names), squeeze=False)
     for ax, name, row in zip(axes[0], names, summary.itertuples()):
         for kind, marker in (("width", "o"), ("mid", "^")):
             k = c[c["kind"] == kind]
@@ -212,7 +211,6 @@ def scatter(df: pd.DataFrame, summary: pd.DataFrame, path: Path) -> None:
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def markdown(summary: pd.DataFrame, df: pd.DataFrame, table: LatencyTable, args, per_kind: pd.DataFrame) -> str:

@@ -26,6 +26,8 @@ import torch
 from latency_tables import load_target
 from nas.data import load_data
 from nas.device import add_device_argument, resolve_device
+from nas.run_dir import save_deployment, write_json
+from nas.search_report import markdown_table
 from nas.training import TrainConfig, train
 from netadapt.cli import main as netadapt
 from netadapt.outputs import plot
@@ -58,23 +60,13 @@ def stand_in_run(work: Path, a) -> Path:
           f"on {len(data.train)} CIFAR-10 images at {a.resolution}x{a.resolution}")
     r = train(net, data, cfg)
     print(f"  val acc {r['val_acc']:.4f} after {r['seconds']:.0f} s ({r['images_per_s']:.0f} images/s)")
-    (run / "best").mkdir(parents=True, exist_ok=True)
     config = {"space": a.space, "target": a.target, "data": data_spec, "resolution": a.resolution,
               "deploy_resolution": 224, "train_subset": a.train_subset, "seed": 0, "optimizer": "rmsprop",
               "batch_size": a.batch_size, "stand_in": f"sample seed {a.sample_seed} of {a.space}, "
                                                       f"trained {a.pretrain_epochs:g} epochs, no search"}
-    (run / "config.json").write_text(json.dumps(config, indent=2))
-    (run / "best" / "arch.json").write_text(arch.to_json())
-    torch.save({k: v.cpu() for k, v in net.state_dict().items()}, run / "best" / "model.pt")
+    write_json(run / "config.json", config)
+    save_deployment(run / "best", arch, net.state_dict())
     return run
-
-
-def md_table(df: pd.DataFrame) -> str:
-    """A Markdown table (pandas' to_markdown needs tabulate, which is not a dependency)."""
-    cell = lambda v: f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v))
-    lines = ["| " + " | ".join(df.columns) + " |", "|" + " --- |" * len(df.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join(lines)
 
 
 def main(argv=None) -> None:
@@ -148,12 +140,12 @@ def main(argv=None) -> None:
           + f"; and the whole network measured here with onnxruntime ({a.threads} thread, both networks "
           f"timed in the same interleaved rounds, median). This machine was shared with other jobs while "
           f"measuring, so the measured numbers carry that noise (p10/p90 in the CSV).", "",
-          md_table(df.drop(columns=["arch"])), "",
+          markdown_table(df.drop(columns=["arch"])), "",
           f"Latency ratio after/before: table {rows[1][f'{a.target}_table_ms'] / rows[0][f'{a.target}_table_ms']:.3f}, "
           f"measured here {rows[1]['measured_median_ms'] / rows[0]['measured_median_ms']:.3f}"
           + (f", pixel_cpu {rows[1]['pixel_cpu_table_ms'] / rows[0]['pixel_cpu_table_ms']:.3f}" if with_pixel else "")
           + ".", "",
-          "## Iterations", "", md_table(h.astype(object).where(h.notna(), None)), "",
+          "## Iterations", "", markdown_table(h.astype(object).where(h.notna(), "")), "",
           f"Architectures: before `{before.to_string()}`; after `{after.to_string()}`.", ""]
     (RESULTS / f"{name}.md").write_text("\n".join(md))
     print("\n".join(md))

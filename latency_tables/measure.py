@@ -107,7 +107,6 @@ class OnnxRuntimeRunner:
                     sess.run(None, feed)
                 runs.append((sess, feed))
             samples = [[] for _ in models]
-            spent = [0.0] * len(models)
             active = list(range(len(models)))
             clock = self.clock
             for rnd in range(b.max_rounds):
@@ -118,16 +117,15 @@ class OnnxRuntimeRunner:
                         t0 = clock()
                         sess.run(None, feed)
                         samples[i].append((clock() - t0) * 1e3)
-                    spent[i] += sum(samples[i][-b.runs_per_round:]) / 1e3
                 if rnd + 1 >= b.min_rounds:
-                    active = [i for i in active if not self._done(samples[i], spent[i])]
+                    active = [i for i in active if not self._done(samples[i])]
                 if not active:
                     break
             return samples
 
-    def _done(self, x: list[float], spent: float) -> bool:
+    def _done(self, x: list[float]) -> bool:
         b = self.budget
-        if spent >= b.max_seconds:
+        if sum(x) / 1e3 >= b.max_seconds:  # timed seconds spent on this model
             return True
         half, now = np.median(x[:len(x) // 2]), np.median(x)
         return abs(now - half) <= b.rel_tol * now
@@ -173,10 +171,9 @@ class CommandRunner:
 
         samples = [[] for _ in models]
         with tempfile.TemporaryDirectory(prefix="nas-latency-") as tmp:
-            paths = []
-            for i, model in enumerate(models):
-                paths.append(Path(tmp) / f"op{i}.onnx")
-                onnx.save(for_precision(model, self.precision), paths[-1])
+            paths = [Path(tmp) / f"op{i}.onnx" for i in range(len(models))]
+            for model, path in zip(models, paths):
+                onnx.save(for_precision(model, self.precision), path)
             order = list(range(len(models)))
             for _ in range(self.repeats):
                 self.rng.shuffle(order)

@@ -49,11 +49,10 @@ def parts_features(parts, hw: int) -> tuple[dict[str, float], int]:
 def op_features(op: Op) -> dict[str, float]:
     """Feature values of one op (millions of MACs / elements / weights; `ops` counts parts
     with their own fixed cost: 1 per stem or block, 2 for the head's conv and classifier)."""
-    if isinstance(op.layer, Head):
-        conv, classifier = head_features(op, "conv"), head_features(op, "classifier")
-        return {k: conv[k] + classifier[k] for k in FEATURES}
     f, hw = parts_features(op.parts, op.hw)
-    if isinstance(op.layer, Block) and op.layer.residual:
+    if isinstance(op.layer, Head):
+        f["ops"] = 2
+    elif isinstance(op.layer, Block) and op.layer.residual:
         f["mem_melems"] += 3 * op.layer.out * hw ** 2 / 1e6
     return f
 

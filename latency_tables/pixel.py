@@ -15,10 +15,9 @@ import numpy as np
 from latency_tables.missing import Predict
 from latency_tables.model import (FEATURES, RELATIVE, OpModel, feature_matrix, fit_coefficients, head_features,
                                   leave_one_out, modelled_stats)
-from latency_tables.ops import Op, space_ops
-from latency_tables.published import read_entries
+from latency_tables.ops import space_ops
+from latency_tables.published import head_op, read_entries
 from latency_tables.table import LatencyTable, new_metadata, op_row
-from search_spaces.ir import Head
 
 DATA = Path(__file__).resolve().parent / "data"
 MODEL_FILE = DATA / "pixel_cpu_model.json"
@@ -28,17 +27,14 @@ TABLE_FILE = DATA / "pixel_cpu_mnv3.csv"
 def entry_matrix(path: str | Path, fmt: str) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(keys, features, mean ms) of every entry of a published table, head parts included."""
     entries = read_entries(path, fmt)
-    conv1 = next((e for e in entries if e[0].startswith("Conv_1")), None)
+    head = head_op(entries, fmt, str(path))
     keys, rows, y = [], [], []
-    for key, op, fields, stats in entries:
+    for key, op, _, stats in entries:
         name = key.split("-")[0]
         if op is not None:
             f = feature_matrix([op])[0]
         elif name in ("Conv_1", "Logits") and fmt == "proxylessnas":
-            h, _, cin = (int(v) for v in conv1[2]["input"].split("x"))
-            conv = int(conv1[2]["output"].split("x")[-1])
-            head = Op(Head("mnv2", conv, "relu6"), h, cin, int(fields["output"].split("x")[-1]))
-            part = head_features(head, "conv" if name == "Conv_1" else "classifier")
+            part = head_features(head[0], "conv" if name == "Conv_1" else "classifier")
             f = np.array([part[k] for k in FEATURES])
         else:
             continue  # the OFA head is only used whole, through its blocks' fit
@@ -70,12 +66,11 @@ def fit_pixel(pixel_yaml: str | Path, note10_yamls: list[str | Path]) -> tuple[O
     return model, report
 
 
-def pixel_table(model: OpModel, space, resolution: int | None = None) -> LatencyTable:
+def pixel_table(model: OpModel, space) -> LatencyTable:
     """Every op of `space` predicted by the model, marked `model`."""
-    r = resolution or space.resolution
-    ops = space_ops(space, r)
+    ops = space_ops(space)
     rows = [op_row(op, modelled_stats(ms), "model") for op, ms in zip(ops, model.predict(ops))]
-    meta = new_metadata("pixel_cpu", space.name, r, threads=1, runtime="tflite (modelled)", cpu="Pixel 1 (model)",
+    meta = new_metadata("pixel_cpu", space.name, space.resolution, threads=1, runtime="tflite (modelled)", cpu="Pixel 1 (model)",
                         cores=1, runtime_version="TF-Lite of 2018 (ProxylessNAS measurements)",
                         op_model=model.to_dict())
     return LatencyTable(rows, meta, missing=Predict(model))

@@ -96,7 +96,7 @@ def read_entries(path: str | Path, fmt: str) -> list[tuple[str, Op | None, dict,
     return out
 
 
-def _head(entries, fmt: str, where: str) -> tuple[Op, dict] | None:
+def head_op(entries, fmt: str, where: str) -> tuple[Op, dict] | None:
     """Sum the head parts (Conv_1 [+ AvgPool2D + Conv_2] + Logits) into one IR head op."""
     parts = {e[0].split("-")[0]: e for e in entries if e[1] is None}
     need = ("Conv_1", "Logits") if fmt == "proxylessnas" else ("Conv_1", "AvgPool2D", "Conv_2", "Logits")
@@ -130,7 +130,7 @@ def import_tables(paths: list[str | Path], fmt: str, device: str | None = None) 
                 rows[op.key] = op_row(op, stats, "measured")
                 if op.kind == "stem":
                     resolutions.add(op.hw)
-        head = _head(entries, fmt, str(path))
+        head = head_op(entries, fmt, str(path))
         if head is not None:
             rows[head[0].key] = op_row(head[0], head[1], "measured")
     device = device or {"proxylessnas": "pixel1_tflite_proxylessnas", "ofa": "note10_ofa"}[fmt]

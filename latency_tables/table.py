@@ -9,12 +9,14 @@ fitted on whole networks measured end to end (see `build.fit_network_term`).
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import io
 import json
 import os
 import platform
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -44,13 +46,9 @@ def machine_fingerprint() -> dict:
     import onnxruntime as ort
 
     cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    with contextlib.suppress(OSError):
+        found = re.search(r"^model name.*?:(.*)$", Path("/proc/cpuinfo").read_text(), re.M)
+        cpu = found[1].strip() if found else cpu
     return {"cpu": cpu, "cores": os.cpu_count(), "runtime": "onnxruntime", "runtime_version": ort.__version__}
 
 
@@ -130,16 +128,13 @@ class LatencyTable:
 
     def per_layer(self, arch: Arch) -> pd.DataFrame:
         """One row per layer (layer, key, ms, source), plus the end-to-end term as a last row."""
-        self._check_resolution(arch)
-        ops = arch_ops(arch)
-        self.add_missing([op for _, op in ops])
-        self.calibrate_if_able()
+        total = self.query_total(arch)  # checks the resolution, adds missing ops, calibrates
         source = dict(zip(self.df["key"], self.df["source"]))
-        rows = [{"layer": name, "key": op.key, "ms": self._ms[op.key], "source": source[op.key]} for name, op in ops]
-        term = self.network_term
-        adjusted = sum(self.in_network(op) for _, op in ops) + term["offset_ms"]
-        rows.append({"layer": "network", "key": "end-to-end term", "source": "fitted" if term.get("calibrated") else "none",
-                     "ms": adjusted - sum(r["ms"] for r in rows)})
+        rows = [{"layer": name, "key": op.key, "ms": self._ms[op.key], "source": source[op.key]}
+                for name, op in arch_ops(arch)]
+        rows.append({"layer": "network", "key": "end-to-end term",
+                     "source": "fitted" if self.network_term.get("calibrated") else "none",
+                     "ms": total - sum(r["ms"] for r in rows)})
         return pd.DataFrame(rows)
 
     def in_network(self, op: Op) -> float:

@@ -41,11 +41,10 @@ def agreement(predicted, measured) -> dict:
 
 
 def scatter(df: pd.DataFrame, stats: dict, path: Path, device: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig = Figure(figsize=(5, 5))
+    ax = fig.subplots()
     ax.scatter(df["measured_ms"], df["predicted_ms"], s=10)
     lo, hi = df[["measured_ms", "predicted_ms"]].min().min(), df[["measured_ms", "predicted_ms"]].max().max()
     x = np.linspace(lo, hi, 2)
@@ -56,4 +55,3 @@ def scatter(df: pd.DataFrame, stats: dict, path: Path, device: str) -> None:
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)

@@ -114,12 +114,6 @@ def save_model(path: Path, model: torch.nn.Module) -> None:
     atomic_write(path, lambda p: torch.save(state, p))
 
 
-def load_model(path: Path, arch: Arch) -> Net:
-    net = Net(arch)
-    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    return net
-
-
 def measured_ms(arch: Arch, table) -> float | None:
     """Median onnxruntime latency of `arch` on this machine (in the table's precision), when the
     target is this machine."""
@@ -180,8 +174,9 @@ class Refiner:
             what = ", ".join(f"{k} {old!r} -> {new!r}" for k, (new, old) in diff.items())
             raise UserError(f"{self.out} holds a refinement with other settings ({what}); "
                             f"use the same settings to resume it, or another --out")
-        arch = Arch.from_dict(state["arch"])
-        return state, load_model(self.out / "state" / state["model"], self._proxy(arch)).to(self.device)
+        model = Net(self._proxy(Arch.from_dict(state["arch"])))
+        model.load_state_dict(torch.load(self.out / "state" / state["model"], map_location="cpu", weights_only=True))
+        return state, model.to(self.device)
 
     def _start(self) -> tuple[dict, Net]:
         winner = RunDir(self.run_dir).load_winner()
@@ -287,15 +282,11 @@ class Refiner:
         return state, model
 
     def long_term(self, state: dict, model: Net) -> tuple[dict, Net]:
-        before = state["val_acc"]
+        before = after = state["val_acc"]
         if self.s.long_term_epochs > 0:
             self.log(f"long-term fine-tuning for {self.s.long_term_epochs:g} epoch(s)")
-            result = train(model, self.data, self.s.train_config(self.s.seed, self.threads,
-                                                                  epochs=self.s.long_term_epochs,
-                                                                  device=str(self.device)))
-            after = result["val_acc"]
-        else:
-            after = before
+            cfg = self.s.train_config(self.s.seed, self.threads, epochs=self.s.long_term_epochs, device=str(self.device))
+            after = train(model, self.data, cfg)["val_acc"]
         state.update(phase="done", final_val_acc=after, val_acc_before_long_term=before,
                      final_test_acc=evaluate(model, self.data.test),
                      final_measured_ms=measured_ms(Arch.from_dict(state["arch"]), self.table))

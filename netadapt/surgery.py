@@ -83,12 +83,10 @@ def resize(arch: Arch, unit: Unit, width: int) -> Arch | None:
 def widths(arch: Arch, unit: Unit):
     """Candidate widths in order of increasing cut: width-8, width-16, ... down to MIN_WIDTH,
     each paired with the resized Arch (widths that would change the structure are skipped)."""
-    w = unit.width - STEP
-    while w >= MIN_WIDTH:
+    for w in range(unit.width - STEP, MIN_WIDTH - 1, -STEP):
         new = resize(arch, unit, w)
         if new is not None:
             yield w, new
-        w -= STEP
 
 
 # ---- the weights side ------------------------------------------------------------

@@ -21,9 +21,8 @@ def for_proxy(arch: Arch, resolution: int) -> Arch:
     i = -1  # -1 is the stem
     while layer_counts(arch)[-1].in_shape[1] < MIN_FINAL_HW and i < len(blocks):
         if i == -1:
-            if stem.stride > 1:
-                stem = replace(stem, stride=1)
-        elif blocks[i].stride > 1:
+            stem = replace(stem, stride=1)
+        else:
             blocks[i] = replace(blocks[i], stride=1)
         i += 1
         arch = arch.replace(stem=stem, blocks=tuple(blocks))
