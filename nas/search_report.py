@@ -9,6 +9,7 @@ from nas.device import describe_line
 from nas.reward import pareto_front
 from nas.run_config import RunConfig
 from nas.run_dir import RunDir, write_csv, write_text
+from nas.supernet.scoring import RECALIBRATE_IMAGES, evaluator_dir
 from search_spaces.atomic import atomic_write
 
 TOP_COLUMNS = ["trial", "accuracy", "latency_ms", "reward", "macs", "params", "seconds"]
@@ -138,6 +139,14 @@ def window_lines(cfg: RunConfig, trials: pd.DataFrame) -> list[str]:
             f"by quarter of the trials: {shares}"]
 
 
+def scoring_words(cfg: RunConfig) -> str:
+    """How a candidate got its accuracy: a supernet search trains nothing per candidate."""
+    if cfg.evaluator == "train":
+        return f"{cfg.epochs} epoch(s) per candidate"
+    return (f"no training per candidate: scored as a slice of the supernet {evaluator_dir(cfg.evaluator)} "
+            f"after BN recalibration on {RECALIBRATE_IMAGES} images")
+
+
 def summary_text(cfg: RunConfig, trials: pd.DataFrame, front: pd.DataFrame, refs: dict, top: int = 5,
                  trained_ref: pd.DataFrame | None = None) -> str:
     ok = trials[trials["status"] == "ok"].sort_values("reward", ascending=False)
@@ -146,7 +155,7 @@ def summary_text(cfg: RunConfig, trials: pd.DataFrame, front: pd.DataFrame, refs
              f"- controller `{cfg.controller}`, reward `{cfg.reward}` (w = {cfg.w or 'default'}), "
              f"latency target T = {cfg.latency_target_ms:.2f} ms ({cfg.latency_target_from})",
              f"- data `{cfg.data}` at {cfg.resolution}x{cfg.resolution} (deployment {cfg.deploy_resolution}), "
-             f"train subset {cfg.train_subset or 'all'}, {cfg.epochs} epoch(s) per candidate, seed {cfg.seed}",
+             f"train subset {cfg.train_subset or 'all'}, {scoring_words(cfg)}, seed {cfg.seed}",
              f"- trials: {len(trials)} of {cfg.trials} ({len(failed)} failed), "
              f"{trials['seconds'].sum() / 60:.1f} min of candidate evaluation", *device_lines(cfg), *window_lines(cfg, trials), ""]
     if ok.empty:

@@ -1,4 +1,5 @@
 """What a search's summary claims: ties the validation split cannot resolve, the trained reference."""
+import dataclasses
 import json
 
 import pandas as pd
@@ -45,3 +46,11 @@ def test_summary_states_ties_and_the_reference():
 
 def test_in_window_share_per_part():
     assert in_window_shares(trials([0.5] * 4)) == [0.25, pytest.approx(1 / 3), 1.0, 1.0]
+
+
+def test_summary_says_how_candidates_were_scored(tmp_path):
+    assert "8 epoch(s) per candidate" in summary_text(CFG, trials([0.9]), trials([0.9]), {})
+    supernet = dataclasses.replace(CFG, evaluator=f"supernet:{tmp_path}")
+    text = summary_text(supernet, trials([0.9]), trials([0.9]), {})
+    assert "epoch(s) per candidate" not in text
+    assert f"no training per candidate: scored as a slice of the supernet {tmp_path}" in text
