@@ -16,7 +16,7 @@ from search_spaces.errors import UserError
 # Proxy defaults per data set. digits (the default command): measured so that candidates learn
 # (mean validation accuracy >= 0.9) and the run, reference included, ends within about 10
 # minutes on 2 cores; at 8x8, digits' own size, a step costs about half of one at 16x16 (README).
-# cifar10: the best Kendall tau under about 60 s per candidate on 2 cores measured so far by
+# cifar10: the best Kendall tau under about 60 s per candidate on 2 cores of the five CPU settings measured by
 # experiments/proxy_fidelity.py (setting 5k_e2_r16: tau 0.25 over 21 architectures, 58.6 s).
 PROXY_DEFAULTS = {"digits": {"resolution": 8, "epochs": 8.0, "batch_size": 32, "lr": 0.1, "trials": 6},
                   "cifar10": {"resolution": 16, "epochs": 2.0, "batch_size": 64, "lr": 0.1, "trials": 12,
