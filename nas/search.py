@@ -99,9 +99,6 @@ class SearchSession:
         self.pending[key] = vector, rejected
         return {**self.job, "vector": vector, "key": key}
 
-    def receive_weights(self, key: str, weights: bytes) -> None:
-        self.weights[key] = weights
-
     def finish(self, key: str, result: dict | None) -> None:
         if key == self.reference_key:
             self.weights.pop(key, None)  # the reference is measured, not deployed

@@ -41,4 +41,4 @@ class TrialWeights(Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         weights = result.pop("weights", None)
         if weights is not None:
-            self.session.receive_weights(trial.trial_id, weights)
+            self.session.weights[trial.trial_id] = weights

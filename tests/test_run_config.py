@@ -87,7 +87,7 @@ def test_a_score_that_is_not_finite_fails_the_trial_not_the_search(tmp_path):
     session = SearchSession(run, progress=False)
     for key in ("ref", "k0", "k1"):  # the space's reference is trained first
         assert session.ask(key) is not None
-        session.receive_weights(key, b"weights")  # as a worker's result brings them
+        session.weights[key] = b"weights"  # as a worker's result brings them
         session.finish(key, {"arch": "a", "accuracy": 0.5, "latency_ms": 20.0, "macs": 1, "params": 1,
                              "status": "ok", "reason": "", "seconds": 1.0, "images_per_s": 1.0,
                              "train_loss": 1.0, "node": "n"})
