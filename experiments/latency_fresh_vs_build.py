@@ -63,8 +63,8 @@ def plot(rows: pd.DataFrame, path: Path) -> None:
     ax.plot(minutes, rows["median_measured_ms"], "o-", label="measured (median of the same networks)")
     ax.plot(minutes, rows["median_predicted_ms"], "s--", label="predicted by the table validated")
     for m, row in zip(minutes, rows.itertuples()):
-        ax.annotate(f"{row.table}{' +busy' if row.loaded else ''}: {row.within_10pct:.0%}", (m, row.median_measured_ms),
-                    fontsize=7, xytext=(3, 5), textcoords="offset points")
+        ax.annotate(f"{row.table}{' +busy' if row.loaded else ''}: {row.within_10pct:.0%}",
+                    (m, row.median_measured_ms), fontsize=7, xytext=(3, 5), textcoords="offset points")
     ax.set(xlabel="minutes since the first step", ylabel="ms", title="validation (share within ±10%) vs machine speed")
     ax.legend(fontsize=7)
     with atomic_path(path) as tmp:
@@ -96,7 +96,8 @@ def main() -> None:
             rows.append({"step": len(rows), "table": name, "loaded": loaded, "started": started,
                          "build_seconds": build_s, "load_avg_1min": os.getloadavg()[0], **result})
             print(f"{name}{' (busy core)' if loaded else ''}: {result['within_10pct']:.0%} within 10%, "
-                  f"RMSPE {result['rmspe_pct']:.1f}%, median measured {result['median_measured_ms']:.2f} ms", flush=True)
+                  f"RMSPE {result['rmspe_pct']:.1f}%, median measured {result['median_measured_ms']:.2f} ms",
+                  flush=True)
             write_csv(out / "latency_fresh_vs_build.csv", pd.DataFrame(rows))
     frame = pd.DataFrame(rows)
     write_text(out / "latency_fresh_vs_build.md",

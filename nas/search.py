@@ -23,6 +23,7 @@ from nas.reward import Reward
 from nas.run_config import RunConfig
 from nas.run_dir import TRIAL_COLUMNS, RunDir, write_csv
 from search_spaces.atomic import atomic_write
+from search_spaces.errors import UserError
 from search_spaces.ir import Arch
 from search_spaces.references import reference
 from search_spaces.space import get_space
@@ -43,7 +44,12 @@ class SearchSession:
         if state is not None and state["n_trials"] > len(self.trials):
             state = None  # it has seen a torn last row that trials.csv dropped: rebuild it from the rows
         if state is not None:
-            self.controller.load_state_dict(state["controller"])
+            try:
+                self.controller.load_state_dict(state["controller"])
+            except (KeyError, TypeError, ValueError, RuntimeError) as e:  # well-formed, but another controller's
+                raise UserError(f"{run / 'controller.pt'} is not a {self.cfg.controller} controller's state "
+                                f"({type(e).__name__}: {e}); delete it to rebuild the controller from trials.csv"
+                                ) from None
         # rows recorded after the last saved controller state: the controller has not seen them
         for row in self.trials.iloc[0 if state is None else state["n_trials"]:].itertuples():
             self.controller.tell(row.key, json.loads(row.vector), self.objectives(row.status, row.accuracy,
@@ -174,7 +180,6 @@ def trial_resources(cfg: RunConfig, cluster: dict) -> tuple[dict, str]:
     Without --gpus-per-trial a trial takes a whole GPU when the cluster has one. A trial given
     a GPU trains on the run's device spec (auto or cuda): Ray restricts CUDA_VISIBLE_DEVICES to
     its GPU, and `auto` falls back to the CPU on a node whose torch sees no CUDA."""
-    from search_spaces.errors import UserError
 
     cpus = cfg.cpus_per_trial or max(1, int(cluster.get("CPU", 1)) // cfg.workers)
     device = cfg.device

@@ -202,6 +202,10 @@ def test_a_damaged_controller_state_is_one_line(finished_run, tmp_path, capsys):
     assert main(["search", "--resume", str(run)]) == 2  # refused: unpickling it could run code
     err = capsys.readouterr().err.strip()
     assert "cannot load controller state" in err and "weights_only" not in err and len(err.splitlines()) == 1
+    torch.save({"n_trials": 4, "controller": {"rng": [3, [1, 2], None]}}, run / "controller.pt")  # loads, wrong content
+    assert main(["search", "--resume", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "controller's state" in err and "delete it to rebuild" in err and len(err.splitlines()) == 1
 
 
 def test_out_naming_an_existing_file(tmp_path, capsys):
