@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -44,12 +42,12 @@ from latency_tables.measure import OnnxRuntimeRunner
 from latency_tables.ops import arch_ops
 from latency_tables.validate import agreement
 from nas.run_dir import write_csv, write_text
+from onnx_latency import busy_processes
 from search_spaces.atomic import atomic_path
 from search_spaces.ir import Arch
 from search_spaces.space import get_space
 
 RESULTS = Path(__file__).resolve().parent / "results"
-BUSY = "while True: pass"
 VALIDATION_SEED = 12345
 
 
@@ -62,10 +60,7 @@ def one_build(space, condition: str, index: int, samples: int, calibration: int,
     val = random_archs(space, samples, VALIDATION_SEED, resolution)
     cal = random_archs(space, calibration, index + 1, resolution)  # as calibrate_table(seed=index)
     ops = list(dict.fromkeys(op for a in val + cal for _, op in arch_ops(a)))
-    busy = []
-    if condition == "loaded":
-        busy = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(os.cpu_count() or 1)]
-    try:
+    with busy_processes((os.cpu_count() or 1) if condition == "loaded" else 0):
         load_start = load1()
         runner = OnnxRuntimeRunner(1)
         with tempfile.TemporaryDirectory(prefix="lat-var-") as tmp:
@@ -76,10 +71,6 @@ def one_build(space, condition: str, index: int, samples: int, calibration: int,
             cal_ms = measure_networks(cal, runner)
             val_ms = measure_networks(val, runner)
             networks_s = time.time() - t0 - build_s
-    finally:
-        for p in busy:
-            p.kill()
-            p.wait()
     rows = []
     for name, archs, ms in (("calibration", cal, cal_ms), ("validation", val, val_ms)):
         sums, inputs, _ = network_features(table, archs)  # MACs: from the arch, in `fits`

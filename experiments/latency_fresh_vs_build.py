@@ -20,30 +20,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
 from matplotlib.figure import Figure
 
 from nas.run_dir import write_csv, write_text
+from onnx_latency import busy_processes
 from nas.search_report import markdown_table
 from search_spaces.atomic import atomic_path
 
 HERE = Path(__file__).resolve().parent
 NAS = [sys.executable, "-m", "nas.cli", "latency"]
-
-
-@contextmanager
-def busy_core(on: bool):
-    """A process spinning on one core while the body runs (the timed thread is pinned to the other)."""
-    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if on else None
-    try:
-        yield
-    finally:
-        if proc:
-            proc.kill()
-            proc.wait()
 
 
 def validate(cache: Path, samples: int, out: Path) -> dict:
@@ -86,7 +74,7 @@ def main() -> None:
         for name, loaded in steps:
             cache = Path(tmp) / name
             started, build_s = time.time(), None
-            with busy_core(loaded):
+            with busy_processes(1 if loaded else 0):  # the timed thread is pinned to the other core
                 if name.startswith("built") and not cache.exists():
                     subprocess.run([*NAS, "build", "--space", "mnv3", "--device", "local_cpu"], check=True,
                                    env={**os.environ, "XDG_CACHE_HOME": str(cache)}, stdout=subprocess.DEVNULL,

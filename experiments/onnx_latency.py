@@ -4,6 +4,10 @@ All networks are timed in the same interleaved rounds, so a burst of load from o
 them alike and their ratios stay meaningful on a shared machine."""
 from __future__ import annotations
 
+import subprocess
+import sys
+from contextlib import contextmanager
+
 from latency_tables.measure import Budget, OnnxRuntimeRunner, summarize
 from search_spaces.ir import Arch
 from search_spaces.onnx_export import export_onnx
@@ -16,3 +20,15 @@ def measure_end_to_end(archs: list[Arch], threads: int, budget: Budget = THOROUG
     """Per network: median, p10, p90 (ms) and the number of timed runs (`latency_tables.measure.summarize`)."""
     runner = OnnxRuntimeRunner(threads, budget)
     return [summarize(s) for s in runner.measure([export_onnx(a) for a in archs])]
+
+
+@contextmanager
+def busy_processes(n: int):
+    """`n` processes spinning on the CPU while the body runs: the load a timing must survive."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()

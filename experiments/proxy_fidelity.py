@@ -117,10 +117,9 @@ def plot(summary: pd.DataFrame, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for score, group in summary.groupby("score", sort=False):  # one colour per score, settings named once
         ax.scatter(group["seconds_per_candidate"], group["kendall_tau"], label=score)
-    for row in summary.drop_duplicates("setting").itertuples():
-        ax.annotate(row.setting, (row.seconds_per_candidate, summary.loc[summary["setting"] == row.setting,
-                                                                         "kendall_tau"].max()),
-                    fontsize=7, xytext=(3, 4), textcoords="offset points")
+    tops = summary.groupby("setting", sort=False).agg(x=("seconds_per_candidate", "first"), y=("kendall_tau", "max"))
+    for setting, top in tops.iterrows():
+        ax.annotate(setting, (top.x, top.y), fontsize=7, xytext=(3, 4), textcoords="offset points")
     ax.legend(title="score", fontsize=7)
     ax.axhline(0, color="k", lw=0.8)
     ax.set(xscale="log", xlabel="seconds per candidate (this machine)", ylabel="Kendall tau vs 18-epoch accuracy",
