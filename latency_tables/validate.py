@@ -11,8 +11,9 @@ from latency_tables.build import measure_networks, random_archs
 
 
 def validate_table(table, space, runner, samples: int = 100, seed: int = 12345,
-                   out: str | Path | None = None) -> tuple[dict, pd.DataFrame]:
-    """Measure `samples` random archs of `space` end to end and compare with the table."""
+                   out: str | Path | None = None, stem: str = "latency_validation") -> tuple[dict, pd.DataFrame]:
+    """Measure `samples` random archs of `space` end to end and compare with the table; with `out`,
+    write STEM.csv (per network), STEM_summary.csv and STEM.png there."""
     r = table.metadata.get("resolution") or space.resolution
     archs = random_archs(space, samples, seed, r)
     predicted = np.array([table.query_total(a) for a in archs])
@@ -24,9 +25,9 @@ def validate_table(table, space, runner, samples: int = 100, seed: int = 12345,
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        df.to_csv(out / "latency_validation.csv", index=False)
-        pd.DataFrame([stats]).to_csv(out / "latency_validation_summary.csv", index=False)
-        scatter(df, stats, out / "latency_validation.png", str(table.metadata.get("device")))
+        df.to_csv(out / f"{stem}.csv", index=False)
+        pd.DataFrame([stats]).to_csv(out / f"{stem}_summary.csv", index=False)
+        scatter(df, stats, out / f"{stem}.png", f"{table.metadata.get('device')} {table.precision}")
     return stats, df
 
 
