@@ -186,7 +186,8 @@ class LatencyTable:
     def add_rows(self, rows: list[dict]) -> None:
         if not rows:
             return
-        new = pd.DataFrame(rows, columns=COLUMNS)
+        # a key twice in one batch keeps its last row, as across batches: a file with a key twice is refused
+        new = pd.DataFrame(rows, columns=COLUMNS).drop_duplicates("key", keep="last")
         kept = self.df[~self.df["key"].isin(new["key"])]
         self.df = pd.concat([kept, new], ignore_index=True) if len(kept) else new
         self._ms.update(zip(new["key"], new[self.statistic].astype(float)))

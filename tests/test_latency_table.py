@@ -81,6 +81,15 @@ def test_save_load_round_trip(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_a_key_twice_in_one_batch_keeps_its_last_row_and_the_file_loads(tmp_path):
+    table = small_table()
+    key = table.df["key"].iloc[0]
+    row = table.df.iloc[0].to_dict()
+    table.add_rows([{**row, "median_ms": 5.0}, {**row, "median_ms": 7.0}])
+    assert (table.df["key"] == key).sum() == 1 and table.query_op(parse_key(key)) == 7.0
+    assert LatencyTable.load(table.save(tmp_path / "t.csv")).query_op(parse_key(key)) == 7.0
+
+
 BROKEN = [
     (lambda t: "key,mean_ms\nx,1\n", "first line"),
     (lambda t: "# nas-latency-table {oops\n" + t.split("\n", 1)[1], "not valid JSON"),
