@@ -4,8 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.special import erf
 
-from experiments.latency_savings_fidelity import cuts_to_measure, measured_savings, netadapt_proposals, noise_floor, score
+from experiments.latency_savings_fidelity import (cuts_to_measure, measured_savings, netadapt_proposals, noise_floor,
+                                                 noise_tau, score)
 from latency_tables.model import OpModel
 from latency_tables.missing import Predict
 from latency_tables.table import LatencyTable, new_metadata
@@ -23,8 +25,9 @@ def test_measured_savings_pair_rounds():
     assert saving.tolist() == [1.0]
 
 
-def fake(rows):
-    return pd.DataFrame(rows, columns=["network", "unit", "width_to", "measured_saving_ms", "pred"])
+def fake(rows, se: float = 0.1):
+    return pd.DataFrame(rows, columns=["network", "unit", "width_to", "measured_saving_ms", "pred"]).assign(
+        saving_se_ms=se)
 
 
 def test_score_tau_errors_and_shares():
@@ -47,7 +50,17 @@ def test_score_tau_errors_and_shares():
     assert s["proposals"] == 4 and s["proposals_unmeasured"] == 1
     assert s["reach_goal"] == pytest.approx(2 / 3)      # a (1.0 >= 1.0) and b
     assert s["within_20pct"] == pytest.approx(1 / 3)    # only a
+    # an exact promise, measured with noise of s.e. 0.1 ms: P(|N(0, 0.1)| <= 20% of the promise)
+    promised = np.array([1.1, 1.5, 0.5])
+    assert s["within_20pct_if_exact"] == pytest.approx(erf(0.2 * promised / (0.1 * np.sqrt(2))).mean())
     assert noise_floor(cuts) == pytest.approx(0.02)
+
+
+def test_noise_tau_falls_with_the_measurements_noise():
+    rows = [("n", u, 8, m, 0.0) for u, m in zip("abcdefgh", (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8))]
+    assert noise_tau(fake(rows, se=0.0)) == pytest.approx(1.0)
+    assert noise_tau(fake(rows, se=0.01)) == pytest.approx(1.0)         # noise far below the steps between savings
+    assert abs(noise_tau(fake(rows, se=10.0))) < 0.5      # noise far above them
 
 
 def linear_table(per_channel_ms: float) -> LatencyTable:

@@ -31,7 +31,7 @@ def test_missing_op_scaled_from_nearest_measured_op():
     # would be noise; anchored, it is the model's share of the nearest measured op
     measured = {block(m): 0.001 * m * (1.3 if m == 480 else 1.0) for m in (120, 240, 480, 640)}
     measured |= {parse_key(f"ir:i{c}_o{c}_m{3 * c}_k5_s2_relu@r28"): 0.002 * c for c in (16, 24, 40, 80)}
-    t = anchored(table(measured))
+    t = anchored(table(measured), block=1)
     policy = t.missing
     assert isinstance(policy, Anchored)
     cut = block(472)
@@ -45,7 +45,7 @@ def test_missing_op_scaled_from_nearest_measured_op():
 
 
 def test_unknown_family_goes_to_the_tables_own_policy():
-    t = anchored(table({block(240): 0.2, block(480): 0.4}))
+    t = anchored(table({block(240): 0.2, block(480): 0.4}), block=1)
     with pytest.raises(UserError, match="not in the latency table"):
         t.query_op(block(240, hw=28))
 
@@ -53,3 +53,14 @@ def test_unknown_family_goes_to_the_tables_own_policy():
 def test_nothing_measured_nothing_to_anchor_on():
     empty = table({})
     assert anchored(empty) is empty
+
+
+def test_channel_block_rounds_channels_up_as_the_runtime_computes_them():
+    # 16-channel blocks: mid 472 is computed as 480, so it costs what the measured 480 costs (a cut
+    # inside a block saves nothing), and 464 costs one block less
+    measured = {block(m): 0.001 * m for m in (240, 480, 640)}
+    aligned = anchored(table(measured), block=16)
+    assert aligned.query_op(block(472)) == measured[block(480)]
+    assert aligned.query_op(block(464)) < measured[block(480)]
+    plain = anchored(table(measured), block=1)
+    assert plain.query_op(block(472)) < measured[block(480)]
