@@ -24,10 +24,12 @@ measured op of their family, `latency_tables.smooth`, channels as counted) and `
 same with channel counts rounded up to this machine's onnxruntime channel block, what NetAdapt
 uses now). Beside them, what the measurements' own noise allows: the Kendall tau of the
 measured savings against themselves plus one more draw of each cut's noise, and per predictor
-the share of its proposals an exact prediction would see measured within +-20%. The plan (cuts, every predictor's
-proposals and predicted savings) and the measurements are written atomically after every
-network and every few cuts, so a killed run resumes where it stopped; a new predictor
-adds its column and measures only the cuts it proposes that are not measured yet.
+the share of its proposals an exact prediction would see measured within +-20%. The plan
+(cuts, every predictor's proposals and predicted savings) and the measurements are written
+atomically after every network and every few cuts, so a killed run resumes where it stopped;
+a new predictor adds its column and measures only the cuts it proposes that are not measured
+yet. Ops the `table` predictor times on the spot stay in memory: the user's cache keeps only
+what a build measured.
 
     nas latency build --space mnv3 --device local_cpu        # the table, if not built yet
     # here on a quiet 2-core machine: 7 min planning, then 7 min measuring (18 min with --rounds 120)
