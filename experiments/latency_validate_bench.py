@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 
 from latency_tables.measure import OnnxRuntimeRunner
-from latency_tables.quantize import PRECISIONS
+from latency_tables.quantize import PRECISIONS, precision_suffix
 from latency_tables.targets import local_cpu_path, open_table
 from latency_tables.validate import validate_table
 from search_spaces.space import get_space
@@ -31,7 +31,7 @@ def main() -> None:
     ap.add_argument("--precision", choices=PRECISIONS, default="fp32")
     args = ap.parse_args()
     table = open_table(local_cpu_path(args.threads, args.precision))
-    stem = "latency_validation" + ("" if args.precision == "fp32" else f"_{args.precision}")
+    stem = "latency_validation" + precision_suffix(args.precision)
     stats, df = validate_table(table, get_space(args.space), OnnxRuntimeRunner(args.threads, precision=args.precision),
                                args.samples, args.seed, RESULTS, stem)
     term = table.metadata["network_term"]

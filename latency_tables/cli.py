@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from latency_tables.quantize import PRECISIONS
+from latency_tables.quantize import PRECISIONS, precision_suffix
 from search_spaces.errors import UserError
 
 
@@ -83,7 +83,7 @@ def build(args) -> int:
         raise UserError("--calibrate must be 0 or more")
     if args.device == "local_cpu" and args.runner != "onnxruntime":
         raise UserError("device local_cpu is this machine: use --runner onnxruntime")
-    suffix = "" if args.precision == "fp32" else f"_{args.precision}"
+    suffix = precision_suffix(args.precision)
     out = args.out or (local_cpu_path(args.threads, args.precision) if args.device == "local_cpu"
                        else Path(f"latency_{args.device}{suffix}_{space.name}_r{r}.csv"))
     table = build_table(space, args.device, out, _runner(args, args.precision), resolution=r, calibrate=calibrate,

@@ -35,6 +35,11 @@ CONVERSIONS = ("QuantizeLinear", "DequantizeLinear")
 LAYOUT = ("Transpose", "Flatten", "Reshape", "ReorderInput", "ReorderOutput")
 
 
+def precision_suffix(precision: str) -> str:
+    """What names of a table or result file of this precision end with: nothing for fp32, "_int8"."""
+    return "" if precision == "fp32" else f"_{precision}"
+
+
 def check_precision(precision: str) -> str:
     if precision not in PRECISIONS:
         raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")

@@ -23,15 +23,13 @@ whose family was never measured goes to the table's own missing-op policy. Measu
 from __future__ import annotations
 
 import functools
-import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from latency_tables.model import FEATURES, OpModel, feature_matrix, fit_coefficients, modelled_stats, round_up
 from latency_tables.ops import Op, parse_key
-from latency_tables.table import LatencyTable, op_row
+from latency_tables.table import LatencyTable, cpuinfo, op_row
 from search_spaces.anatomy import has_expand
 from search_spaces.ir import Block, Stem
 
@@ -64,10 +62,7 @@ def channel_block() -> int:
     MLAS kernels, 16 on a CPU with AVX-512F, 8 with AVX2, else 1 (no blocked layout). On this
     project's AVX-512 machine block 16 took the Kendall tau of predicted vs measured savings from
     0.66 to 0.74 (`experiments/latency_savings_fidelity.py`); 32 made it worse."""
-    try:
-        flags = set(re.search(r"^flags\s*:(.*)$", Path("/proc/cpuinfo").read_text(), re.M)[1].split())
-    except (OSError, TypeError):  # not Linux, or no flags line
-        return 1
+    flags = set((cpuinfo("flags") or "").split())
     return 16 if "avx512f" in flags else 8 if "avx2" in flags else 1
 
 

@@ -40,15 +40,20 @@ REQUIRED_META = ("device", "cpu", "cores", "runtime", "runtime_version", "thread
 NO_TERM = {"scale": 1.0, "per_input_melem_ms": 0.0, "per_mmac_ms": 0.0, "offset_ms": 0.0, "calibrated": False}
 
 
+def cpuinfo(field: str) -> str | None:
+    """The first value of `field` in /proc/cpuinfo ("model name", "flags"); None off Linux or without it."""
+    with contextlib.suppress(OSError):
+        found = re.search(rf"^{re.escape(field)}\s*:(.*)$", Path("/proc/cpuinfo").read_text(), re.M)
+        return found[1].strip() if found else None
+    return None
+
+
 @functools.lru_cache(maxsize=1)
 def machine_fingerprint() -> dict:
     """What makes a measurement on this machine comparable: CPU model, cores, runtime version."""
     import onnxruntime as ort
 
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        found = re.search(r"^model name.*?:(.*)$", Path("/proc/cpuinfo").read_text(), re.M)
-        cpu = found[1].strip() if found else cpu
+    cpu = cpuinfo("model name") or platform.processor() or platform.machine()
     return {"cpu": cpu, "cores": os.cpu_count(), "runtime": "onnxruntime", "runtime_version": ort.__version__}
 
 

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from latency_tables.missing import Measure, for_table
+from latency_tables.quantize import precision_suffix
 from latency_tables.table import LatencyTable, new_metadata
 from search_spaces.errors import UserError
 
@@ -18,8 +19,7 @@ def local_cpu_path(threads: int = 1, precision: str = "fp32") -> Path:
     """This machine's table in the user's cache directory (respects XDG_CACHE_HOME); the int8
     table lives next to the float one."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    name = "local_cpu" if precision == "fp32" else f"local_cpu_{precision}"
-    return Path(base) / "hw-nas" / "latency" / f"{name}_t{threads}.csv"
+    return Path(base) / "hw-nas" / "latency" / f"local_cpu{precision_suffix(precision)}_t{threads}.csv"
 
 
 def local_cpu(threads: int = 1, space: str = "mnv3", resolution: int = 224, precision: str = "fp32") -> LatencyTable:
