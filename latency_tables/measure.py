@@ -66,6 +66,10 @@ class Budget:
     max_seconds: float = 0.12     # timed seconds per model before stopping early
     rel_tol: float = 0.01         # stable: median of the first half within 1% of the median of all
 
+    def __post_init__(self):
+        if not 2 <= self.min_rounds <= self.max_rounds:  # the stability check compares two halves
+            raise ValueError(f"Budget needs 2 <= min_rounds <= max_rounds, got {self.min_rounds} and {self.max_rounds}")
+
 
 class OnnxRuntimeRunner:
     """Times models with onnxruntime on this machine: fixed threads, sequential execution."""

@@ -151,6 +151,12 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return kind, arg
 
 
+def flips(spec: str) -> bool:
+    """Whether mirroring is a fair augmentation of this data: not for digits (a mirrored digit
+    is another symbol)."""
+    return parse_spec(spec)[0] != "digits"
+
+
 def absolute_spec(spec: str) -> str:
     """The spec with its directory made absolute: trials run in other working directories."""
     kind, arg = parse_spec(spec)

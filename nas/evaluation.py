@@ -17,7 +17,7 @@ from functools import lru_cache
 import torch
 
 from latency_tables import load_target
-from nas.data import load_data
+from nas.data import flips, load_data
 from nas.device import resolve_device
 from nas.supernet.scoring import supernet_accuracy
 from nas.training import TrainConfig, build_for_training, train
@@ -49,7 +49,7 @@ def train_config(job: dict, epochs: float | None = None) -> TrainConfig:
     """`job["device"]` (default auto) is resolved here, in the process that trains."""
     return TrainConfig(epochs=epochs if epochs is not None else job["epochs"], steps=job.get("steps"),
                        batch_size=job["batch_size"], lr=job["lr"], optimizer=job["optimizer"],
-                       flip=not job["data"].startswith("digits"),  # a mirrored digit is another symbol
+                       flip=flips(job["data"]),
                        seed=job["seed"], threads=job["threads"],
                        device=str(resolve_device(job.get("device", "auto"))))
 

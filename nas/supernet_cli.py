@@ -71,7 +71,7 @@ def export(args) -> int:
     from nas.run_dir import save_deployment, write_json
     from nas.supernet.directory import SupernetDir
     from nas.supernet.scoring import score
-    from nas.supernet.training import flips
+    from nas.data import flips
     from search_spaces.references import load_arch
 
     supernet, cfg = SupernetDir(args.supernet_dir).trained()

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from nas.data import load_data
+from nas.data import flips, load_data
 from nas.device import describe, describe_line
 from nas.training import TrainConfig, TrainingDiverged, evaluate, train
 from netadapt.proposals import proposals
@@ -91,7 +91,7 @@ def settings_from_config(config: RunConfig, **overrides) -> Settings:
     known = {f.name for f in fields(Settings)}
     base = {k: v for k, v in asdict(config).items()
             if k in known and k not in ("lr", "target_latency") and v is not None}
-    base["flip"] = not config.data.startswith("digits")  # digits: mirroring changes labels
+    base["flip"] = flips(config.data)
     base.update({k: v for k, v in overrides.items() if v is not None})
     s = Settings(**base)
     s.check()

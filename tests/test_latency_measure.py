@@ -307,3 +307,9 @@ def test_ops_measured_after_calibration_that_the_term_does_not_fit_refit_it(tmp_
     table.add_missing(new[1:])
     assert refits == [len(old) + len(new)] and "does not fit the ops measured since" in capsys.readouterr().err
     assert LatencyTable.load(tmp_path / "t.csv").network_term == {**NO_TERM, "calibrated": True}
+
+
+@pytest.mark.parametrize("min_rounds, max_rounds", [(1, 5), (0, 0), (6, 4)])
+def test_budget_refuses_fewer_than_two_rounds_or_min_above_max(min_rounds, max_rounds):
+    with pytest.raises(ValueError, match="min_rounds"):
+        Budget(min_rounds=min_rounds, max_rounds=max_rounds)

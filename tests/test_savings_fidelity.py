@@ -7,7 +7,7 @@ import pytest
 from scipy.special import erf
 
 from experiments.latency_savings_fidelity import (cuts_to_measure, measured_savings, netadapt_proposals, noise_floor,
-                                                 noise_tau, score)
+                                                 noise_tau, score, session_pairs, split_half_tau)
 from latency_tables.model import OpModel
 from latency_tables.missing import Predict
 from latency_tables.table import LatencyTable, new_metadata
@@ -25,9 +25,19 @@ def test_measured_savings_pair_rounds():
     assert saving.tolist() == [1.0]
 
 
+def test_session_pairs_average_and_split_in_halves():
+    # (parent, child, saving) per session pair; pairs 0-1 and 2-3 each hold both creation orders
+    pairs = [(10.0, 9.0, 1.0), (10.2, 9.0, 1.2), (10.0, 9.2, 0.8), (10.2, 9.2, 1.0)]
+    s = session_pairs(pairs)
+    assert s["parent_ms"] == pytest.approx(10.1) and s["child_ms"] == pytest.approx(9.1)
+    assert s["measured_saving_ms"] == pytest.approx(1.0)
+    assert s["saving_se_ms"] == pytest.approx(np.std([1.0, 1.2, 0.8, 1.0], ddof=1) / 2)
+    assert (s["saving_half1_ms"], s["saving_half2_ms"]) == pytest.approx((1.1, 0.9))
+
+
 def fake(rows, se: float = 0.1):
-    return pd.DataFrame(rows, columns=["network", "unit", "width_to", "measured_saving_ms", "pred"]).assign(
-        saving_se_ms=se)
+    df = pd.DataFrame(rows, columns=["network", "unit", "width_to", "measured_saving_ms", "pred"])
+    return df.assign(saving_se_ms=se, saving_half1_ms=df["measured_saving_ms"], saving_half2_ms=df["measured_saving_ms"])
 
 
 def test_score_tau_errors_and_shares():
@@ -45,6 +55,7 @@ def test_score_tau_errors_and_shares():
     pred, meas = [1.1, 1.5, 3.3, 0.5], [1.0, 2.0, 3.0, 0.1]
     concordant = sum(np.sign(pred[i] - pred[j]) == np.sign(meas[i] - meas[j]) for i in range(4) for j in range(i))
     assert s["kendall_tau"] == pytest.approx((2 * concordant - 6) / 6)
+    assert s["kendall_tau_half"] == pytest.approx(s["kendall_tau"])   # both halves measured alike here
     assert s["median_abs_err_ms"] == pytest.approx(0.35)
     assert s["median_abs_err_pct"] == pytest.approx((0.1 / 1.1 + 0.5 / 1.5) / 2 * 100, rel=1e-6)
     assert s["proposals"] == 4 and s["proposals_unmeasured"] == 1
@@ -54,6 +65,17 @@ def test_score_tau_errors_and_shares():
     promised = np.array([1.1, 1.5, 0.5])
     assert s["within_20pct_if_exact"] == pytest.approx(erf(0.2 * promised / (0.1 * np.sqrt(2))).mean())
     assert noise_floor(cuts) == pytest.approx(0.02)
+
+
+def test_split_half_tau_is_the_measurements_agreement_with_itself():
+    rows = [("n", "control", 0, 0.0, 0.0)] + [("n", u, 8, m, 0.0) for u, m in zip("abcd", (0.1, 0.2, 0.3, 0.4))]
+    cuts = fake(rows)
+    assert split_half_tau(cuts) == pytest.approx(1.0)
+    cuts.loc[1:, "saving_half2_ms"] = cuts.loc[1:, "saving_half1_ms"].to_numpy()[::-1]   # the repeat ranks them backwards
+    assert split_half_tau(cuts) == pytest.approx(-1.0)
+    props = pd.DataFrame([("n", 0.01, 0.1, "a", 8)], columns=["network", "goal_frac", "goal_ms", "unit", "width_to"])
+    # a predictor ranking like one half and backwards from the other: tau 1 and -1, 0 on average
+    assert score(cuts, props, "saving_half1_ms")["kendall_tau_half"] == pytest.approx(0.0)
 
 
 def test_noise_tau_falls_with_the_measurements_noise():

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import torch
 
-from nas.data import Data
+from nas.data import Data, flips
 from nas.supernet.directory import SupernetConfig, SupernetDir
 from nas.supernet.model import Candidate, Supernet
-from nas.supernet.training import flips
 from nas.training import evaluate, recalibrate_bn
 from search_spaces.builder import Net
 from search_spaces.errors import UserError

@@ -19,16 +19,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from nas.data import load_data
+from nas.data import flips, load_data
 from nas.supernet.directory import SupernetDir
 from nas.supernet.elastic import sort_channels
 from nas.device import resolve_device
 from nas.training import TrainConfig, TrainingDiverged, augment, make_optimizer
-
-
-def flips(data_spec: str) -> bool:
-    """Mirroring augmentation, except on digits (a mirrored digit is another symbol)."""
-    return not data_spec.startswith("digits")
 
 
 def train_supernet(sdir: SupernetDir, progress: bool = True) -> list[dict]:
