@@ -14,13 +14,14 @@ The measured saving of a child is the median over rounds of (parent - child) wit
 same round: the two ran back to back, so slow phases of a shared machine cancel (timing
 the parent once against a whole batch of children left differences of 3% between two
 copies of one network under load). That is repeated in several pairs of fresh sessions
-(`--sessions`, 8), created parent first and child first in turn (the session created first
-ran up to 0.26 ms slower, 3%, in a control), and averaged: one pair's saving is off by a few
-hundredths of a ms however many rounds it runs, more than the rounds' own noise. `saving_se_ms`
-is the standard error from the spread over the pairs, a control row per network (the parent
-against a second session of itself) shows the noise floor directly, and each half of the
-pairs gives its own saving: the measurement's agreement with its own repeat, the bound on
-what any predictor can be shown to reach.
+(`--sessions`, 8), created parent first and child first in turn, and averaged: one session's
+speed depends on where its buffers landed (on an Intel Xeon two sessions of one network, 15
+rounds each, differed by 0.06 ms s.d., 1.2%), more than the rounds' own noise.
+`saving_se_ms` is the standard error from the spread over the pairs (taken two at a time, one
+of either creation order), a control row per network (the parent against a second session of
+itself) shows the noise floor directly, and each half of the pairs gives its own saving: the
+measurement's agreement with its own repeat, the bound on what any predictor can be shown to
+reach.
 
 Three predictors are scored on the same measurements: `table` (the table as NetAdapt used it
 first: ops it lacks measured on the spot), `anchored` (ops it lacks scaled from the nearest
@@ -131,15 +132,17 @@ MEASURED = ("parent_ms", "child_ms", "measured_saving_ms", "saving_se_ms", "savi
 
 
 def session_pairs(pairs: list[tuple[float, float, float]]) -> dict:
-    """One cut's figures from its session pairs, each (parent ms, child ms, saving ms): means over
-    the pairs, the saving's standard error from their spread (so it includes what differs from
-    one session to the next, not only from one round to the next), and the mean of each half of
-    the pairs (alternate twos, so each half has as many pairs of either creation order): two
-    independent measurements of the same saving, whose agreement bounds what any predictor can show."""
+    """One cut's figures from its session pairs, each (parent ms, child ms, saving ms), in the
+    order measured (creation order alternating): means over the pairs; the saving's standard
+    error from the spread of consecutive twos (one of either order, so an effect of the order
+    cancels within each instead of counting as noise), which includes what differs from one
+    session to the next and not only from one round to the next; and the mean of each half of
+    the pairs (alternate twos): two independent measurements of the same saving, whose
+    agreement bounds what any predictor can show."""
     parent, child, saving = np.asarray(pairs, dtype=float).T
     half = (np.arange(len(saving)) // 2) % 2
     return {"parent_ms": parent.mean(), "child_ms": child.mean(), "measured_saving_ms": saving.mean(),
-            "saving_se_ms": saving.std(ddof=1) / np.sqrt(len(saving)),
+            "saving_se_ms": saving.reshape(-1, 2).mean(1).std(ddof=1) / np.sqrt(len(saving) / 2),
             "saving_half1_ms": saving[half == 0].mean(), "saving_half2_ms": saving[half == 1].mean()}
 
 
@@ -147,8 +150,7 @@ def measure_pair(parent_onnx, child: Arch, runner: OnnxRuntimeRunner, sessions: 
     """Time a cut with its parent back to back in `sessions` pairs of fresh onnxruntime sessions,
     created parent first and child first in turn (the control row's child is the parent itself,
     in a second session). Fresh sessions because one pair's saving is off by a few hundredths of
-    a ms however long it is timed (where each session's buffers landed): 8 pairs of 15 rounds
-    repeated within 0.011-0.015 ms (s.d.), 2 pairs of 60 within 0.026-0.031 ms."""
+    a ms however long it is timed."""
     load = os.getloadavg()[0]
     child_onnx = export_onnx(child)
     pairs = []

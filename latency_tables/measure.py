@@ -103,13 +103,16 @@ class OnnxRuntimeRunner:
         with pinned(self.threads):
             b = self.budget
             runs = []
-            for model in models:
+            for model in [*models, models[-1]]:
                 sess = self.session(for_precision(model, self.precision))
                 inp = sess.get_inputs()[0]
                 feed = {inp.name: np.random.default_rng(0).standard_normal(inp.shape).astype(np.float32)}
                 for _ in range(b.warmup):
                     sess.run(None, feed)
                 runs.append((sess, feed))
+            # The session created last ran 0.11-0.13 ms (2.5%) faster than its twins on an Intel
+            # Xeon, and a spare one created after it, kept alive and never timed, removed that.
+            _spare = runs.pop()
             samples = [[] for _ in models]
             active = list(range(len(models)))
             clock = self.clock

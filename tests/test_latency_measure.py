@@ -50,6 +50,32 @@ def test_measure_real_ops_with_onnxruntime():
     assert rows[1]["median_ms"] > rows[0]["median_ms"]  # ~100x the work
 
 
+def test_the_runner_creates_a_spare_session_after_the_timed_ones():
+    """The session created last ran faster than its twins; a spare one takes that place, untimed."""
+    made = []
+
+    class Counted:
+        def __init__(self, sess):
+            self.sess, self.runs = sess, 0
+
+        def get_inputs(self):
+            return self.sess.get_inputs()
+
+        def run(self, *args):
+            self.runs += 1
+            return self.sess.run(*args)
+
+    class Spy(OnnxRuntimeRunner):
+        def session(self, model):
+            made.append(Counted(super().session(model)))
+            return made[-1]
+
+    ops = [Op(Block("ir", 16, 16, 16, 3, 1, "relu"), 8, 16), Op(Block("ir", 16, 16, 32, 5, 1, "relu"), 8, 16)]
+    samples = Spy(1, FAST).measure([op_onnx(op) for op in ops])
+    assert len(samples) == 2 and len(made) == 3
+    assert [m.runs for m in made] == [FAST.warmup + len(x) for x in samples] + [FAST.warmup]
+
+
 class CountingRunner(OnnxRuntimeRunner):
     """Counts the models it times, to check that a resumed build skips finished ops."""
 
