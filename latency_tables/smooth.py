@@ -59,9 +59,9 @@ def channels(op: Op, block: int = 1) -> np.ndarray:
 @functools.lru_cache(maxsize=1)
 def channel_block() -> int:
     """Channels this machine's onnxruntime convolutions compute together: the NCHWc block of its
-    MLAS kernels, 16 on a CPU with AVX-512F, 8 with AVX2, else 1 (no blocked layout). On this
-    project's AVX-512 machine block 16 took the Kendall tau of predicted vs measured savings from
-    0.66 to 0.74 (`experiments/latency_savings_fidelity.py`); 32 made it worse."""
+    MLAS kernels, 16 on a CPU with AVX-512F, 8 with AVX2, else 1 (no blocked layout). Block 16
+    took the Kendall tau of predicted vs measured savings from 0.66 to 0.74 on an AMD EPYC and
+    from 0.60 to 0.68 on an Intel Xeon (`experiments/latency_savings_fidelity.py`); 32 made it worse."""
     flags = set((cpuinfo("flags") or "").split())
     return 16 if "avx512f" in flags else 8 if "avx2" in flags else 1
 
