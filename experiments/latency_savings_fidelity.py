@@ -140,10 +140,10 @@ def session_pairs(pairs: list[tuple[float, float, float]]) -> dict:
     the pairs (alternate twos): two independent measurements of the same saving, whose
     agreement bounds what any predictor can show."""
     parent, child, saving = np.asarray(pairs, dtype=float).T
-    half = (np.arange(len(saving)) // 2) % 2
+    twos = saving.reshape(-1, 2).mean(1)
     return {"parent_ms": parent.mean(), "child_ms": child.mean(), "measured_saving_ms": saving.mean(),
-            "saving_se_ms": saving.reshape(-1, 2).mean(1).std(ddof=1) / np.sqrt(len(saving) / 2),
-            "saving_half1_ms": saving[half == 0].mean(), "saving_half2_ms": saving[half == 1].mean()}
+            "saving_se_ms": twos.std(ddof=1) / np.sqrt(len(twos)),
+            "saving_half1_ms": twos[0::2].mean(), "saving_half2_ms": twos[1::2].mean()}
 
 
 def measure_pair(parent_onnx, child: Arch, runner: OnnxRuntimeRunner, sessions: int) -> dict:
