@@ -189,7 +189,7 @@ def lazy_table(path, space="mnv3", networks=8, runner=None):
 
 def test_a_lazily_filled_table_ends_calibrated(tmp_path, capsys):
     path = tmp_path / "t.csv"
-    table = lazy_table(path)
+    table = lazy_table(path, runner=NodeCountRunner(1, per_model_ms=0.05))
     assert not table.network_term["calibrated"]
     arch = archs(1)[0]
     ms = table.query_total(arch)
@@ -241,12 +241,17 @@ def test_validate_reports_errors_and_writes_files(tmp_path):
 
 
 class NodeCountRunner(OnnxRuntimeRunner):
-    """Times nothing: a model takes 0.01 ms per graph node, so a fit on its numbers does not
-    depend on how fast this machine is (3 real networks at 32 px can leave an offset the table
-    rightly refuses: standalone ops' fixed costs outweigh a tiny network)."""
+    """Times nothing: a model takes 0.01 ms per graph node plus `per_model_ms`, so a fit on its
+    numbers does not depend on how fast this machine is (real networks at 32 px can leave a term
+    the table rightly refuses: standalone ops' fixed costs outweigh a tiny network). With a cost
+    per model, summed ops overestimate a network, as real ones do, and the full term is fitted."""
+
+    def __init__(self, *args, per_model_ms: float = 0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.per_model_ms = per_model_ms
 
     def measure(self, models):
-        return [[0.01 * len(m.graph.node)] * 3 for m in models]
+        return [[0.01 * len(m.graph.node) + self.per_model_ms] * 3 for m in models]
 
 
 def test_network_term_is_fitted_and_used(tmp_path):
