@@ -11,7 +11,6 @@ form followed by `@` and that context, so keys read like the IR strings users al
 """
 from __future__ import annotations
 
-import itertools
 import re
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -21,7 +20,7 @@ from search_spaces.counting import parts_count
 from search_spaces.errors import UserError
 from search_spaces.ir import (Arch, ArchError, Block, Head, Stem, block_token, head_token, parse_block, parse_head,
                               parse_stem, stem_token)
-from search_spaces.space import SearchSpace
+from search_spaces.space import Space
 
 _CONTEXT = re.compile(r"^r(\d+)(?:_x(\d+))?(?:_n(\d+))?$")
 
@@ -116,25 +115,31 @@ def op_onnx(op: Op):
     return module_to_onnx(module, (1, op.cin, op.hw, op.hw), graph_name=op.kind)
 
 
-def op_grid(space: SearchSpace, resolution: int | None = None) -> tuple[Op, list[list[dict]], list[Op]]:
-    """Every op of `space` laid out by where it can occur: the stem op; per stage, per input
-    width (the previous stage's widths, in order) and per choice (a tuple of indices in
-    `STAGE_DECISIONS` order), the stage's ops; the head op per width of the last stage."""
+@dataclass(frozen=True)
+class OpGrid:
+    """Every op of a space laid out by the decisions it depends on (`Space.layer_groups`): the stem
+    op; per layer group, its ops for each combination of its decisions; the head op for each
+    combination of the head's input decisions."""
+
+    stem: Op
+    groups: list[tuple[tuple[int, ...], dict[tuple[int, ...], list[Op]]]]
+    head: tuple[tuple[int, ...], dict[tuple[int, ...], Op]]
+
+    def ops(self) -> list[Op]:
+        """Every distinct op, in a stable order."""
+        blocks = [op for _, by_idx in self.groups for ops in by_idx.values() for op in ops]
+        return list(dict.fromkeys([self.stem, *blocks, *self.head[1].values()]))
+
+
+def op_grid(space: Space, resolution: int | None = None) -> OpGrid:
     r = resolution or space.resolution
-    hw = conv_out(r, space.stem.kernel, space.stem.stride)
-    stages, cins = [], [space.stem.out]
-    for s, skeleton in enumerate(space.stages):
-        options = space.stage_options(s)
-        choices = list(itertools.product(*(range(len(c)) for c in options.values())))
-        stages.append([{idx: chain_ops(space.stage_blocks(s, cin, space.stage_choice(s, idx)), hw)[0]
-                        for idx in choices} for cin in cins])
-        hw = conv_out(hw, 3, skeleton.stride)  # kernel size does not change the output size (same padding)
-        cins = options["width"]
-    return Op(space.stem, r, 3), stages, [Op(space.head, hw, c, space.num_classes) for c in cins]
+    groups, head = space.layer_groups(r)
+    return OpGrid(Op(space.stem, r, 3),
+                  [(g.columns, {idx: chain_ops(blocks, g.hw)[0] for idx, blocks in g.blocks.items()}) for g in groups],
+                  (head.columns, {idx: Op(space.head, head.hw, c, space.num_classes)
+                                  for idx, c in head.channels.items()}))
 
 
-def space_ops(space: SearchSpace, resolution: int | None = None) -> list[Op]:
+def space_ops(space: Space, resolution: int | None = None) -> list[Op]:
     """Every distinct op reachable in `space` at `resolution`, in a stable order."""
-    stem, stages, heads = op_grid(space, resolution)
-    blocks = [op for stage in stages for by_choice in stage for ops in by_choice.values() for op in ops]
-    return list(dict.fromkeys([stem, *blocks, *heads]))
+    return op_grid(space, resolution).ops()

@@ -126,13 +126,14 @@ def stem_parts(s: Stem, in_channels: int) -> tuple[Part, ...]:
 
 def block_parts(b: Block) -> tuple[Part, ...]:
     """expand 1x1 (if any) -> depthwise kxk -> [SE] -> project 1x1, or kxk conv -> [SE]."""
+    act = None if b.act == "none" else b.act
     if b.op == "conv":
-        parts = [Part("conv", "conv", b.in_, b.out, b.kernel, b.stride, act=b.act)]
+        parts = [Part("conv", "conv", b.in_, b.out, b.kernel, b.stride, act=act)]
         inner = "out"
     else:
         inner = "mid" if has_expand(b) else "in"
-        parts = [Part("conv", "expand", b.in_, b.mid, act=b.act, out_set="mid")] if has_expand(b) else []
-        parts.append(Part("conv", "dw", b.mid, b.mid, b.kernel, b.stride, groups=b.mid, act=b.act,
+        parts = [Part("conv", "expand", b.in_, b.mid, act=act, out_set="mid")] if has_expand(b) else []
+        parts.append(Part("conv", "dw", b.mid, b.mid, b.kernel, b.stride, groups=b.mid, act=act,
                           in_set=inner, out_set=inner))
     if b.se is not None:
         parts.append(Part("se", "se", b.mid, b.mid, hidden=b.se.squeeze, gate=b.se.gate,

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field, replace
 from search_spaces.errors import UserError
 
 ACTIVATIONS = ("relu", "relu6", "hswish")
+#: a block may also be linear ("none"): NAS-Bench-Macro's downsampling identity is a 1x1 conv + BN alone
+BLOCK_ACTIVATIONS = ACTIVATIONS + ("none",)
 GATES = ("hsigmoid", "sigmoid")
 BLOCK_OPS = ("ir", "conv")  # inverted residual (MBConv / depthwise-separable), plain kxk conv
 HEAD_TYPES = ("mnv2", "mnv3")
@@ -212,12 +214,12 @@ class _Tokens:
         except ValueError:
             raise ArchError(f"{self.where}: '{key}{self.values[key]}' is not an integer") from None
 
-    def act(self) -> str:
-        acts = self.flags & set(ACTIVATIONS)
+    def act(self, allowed: tuple[str, ...] = ACTIVATIONS) -> str:
+        acts = self.flags & set(allowed)
         if len(acts) != 1:
-            unknown = self.flags - set(ACTIVATIONS) - {"r"}
+            unknown = self.flags - set(allowed) - {"r"}
             hint = f" (unknown token(s) {sorted(unknown)})" if unknown else ""
-            raise ArchError(f"{self.where}: needs exactly one activation of {ACTIVATIONS}{hint}")
+            raise ArchError(f"{self.where}: needs exactly one activation of {allowed}{hint}")
         return acts.pop()
 
 
@@ -257,7 +259,7 @@ def parse_block(part: str, i: int) -> Block:
     op, sep, rest = part.partition(":")
     if not sep or op not in BLOCK_OPS:
         raise ArchError(f"{where}: unknown op {op!r} (expected one of {BLOCK_OPS})")
-    t = _tokens(rest, where)
+    t = _tokens(rest, where, BLOCK_ACTIVATIONS + ("r",))
     se = None
     if "se" in t.values:
         raw = t.values.pop("se")
@@ -266,7 +268,7 @@ def parse_block(part: str, i: int) -> Block:
             raise ArchError(f"{where}: se token must look like se24h (hsigmoid) or se8s (sigmoid)")
         se = SE(int(raw[:-1]), gate)
     return Block(op=op, in_=t.int("i"), out=t.int("o"), mid=t.int("m"), kernel=t.int("k"),
-                 stride=t.int("s"), act=t.act(), se=se, residual="r" in t.flags)
+                 stride=t.int("s"), act=t.act(BLOCK_ACTIVATIONS), se=se, residual="r" in t.flags)
 
 
 def parse_head(part: str) -> Head:
@@ -322,7 +324,7 @@ def validate(arch: Arch) -> None:
             raise ArchError(f"{where}: field 'stride' must be 1 or 2, got {b.stride}")
         if b.in_ != prev:
             raise ArchError(f"{where}: field 'in' is {b.in_} but the previous layer outputs {prev} channels")
-        _one_of(where, "act", b.act, ACTIVATIONS)
+        _one_of(where, "act", b.act, BLOCK_ACTIVATIONS)
         if b.op == "conv" and b.mid != b.out:
             raise ArchError(f"{where}: field 'mid' must equal 'out' for a plain conv block")
         if b.se is not None:

@@ -21,20 +21,22 @@ def test_random_samples_build_run_and_round_trip(name):
     rng = random.Random(1234)
     torch.manual_seed(0)
     x = torch.randn(2, 3, 32, 32)
-    seen = set()
+    seen, canonical = set(), set()
     with torch.no_grad():
         for i in range(200):
             arch = space.decode(space.sample(rng))
             seen.add(arch.to_string())
+            canonical.add(tuple(space.encode(arch)))
             assert Arch.from_json(arch.to_json()) == arch
             assert Arch.from_string(arch.to_string()) == arch
             assert Arch.from_string(arch.to_string()).to_string() == arch.to_string()
             model = build_model(arch).eval()
-            assert model(x).shape == (2, 1000)
+            assert model(x).shape == (2, space.num_classes)
             if i % 20 == 0:  # exact counting against the module on a subset (hooks are slower)
                 assert count(arch)["params"] == count_params(model)
                 assert count(arch, 32)["macs"] == count_module_macs(model, 32)
-    assert len(seen) == 200
+    # distinct networks <-> distinct canonical vectors (a layer-wise space repeats networks)
+    assert len(seen) == len(canonical) > 150
 
 
 @pytest.mark.parametrize("name", sorted(SPACES))

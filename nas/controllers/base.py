@@ -12,12 +12,12 @@ from __future__ import annotations
 import random
 from abc import ABC, abstractmethod
 
-from search_spaces.space import SearchSpace
+from search_spaces.space import Space
 
 
 class Controller(ABC):
 
-    def __init__(self, space: SearchSpace, seed: int = 0, n_objectives: int = 1):
+    def __init__(self, space: Space, seed: int = 0, n_objectives: int = 1):
         self.space = space
         self.sizes = [len(d.choices) for d in space.decisions()]
         self.seed = seed

@@ -24,9 +24,9 @@ from torch.func import functional_call
 from nas.supernet.elastic import named_tensors, slice_to
 from search_spaces.anatomy import block_kind, block_parts, filters, head_parts, slices
 from search_spaces.builder import Net, build_layer, build_model, init_weights
-from search_spaces.ir import Arch, Block
+from search_spaces.ir import Arch
 from search_spaces.proxy import for_proxy
-from search_spaces.space import CONV_OPS, SearchSpace, StageChoice
+from search_spaces.space import Space
 
 
 @dataclass(frozen=True)
@@ -39,36 +39,16 @@ class Candidate:
     places: tuple[tuple[int, int], ...]
 
 
-def largest_layers(space: SearchSpace) -> list[list[dict[str, Block]]]:
-    """For each stage and layer, the largest block of each kind the space can put there."""
-    stages, cin = [], space.stem.out
-    for s in range(len(space.stages)):
-        opts = space.stage_options(s)
-        layers: list[dict[str, Block]] = []
-        for op in opts["op"]:
-            choice = StageChoice(op=op, kernel=max(opts["kernel"]), se=max(opts["se"]), act=opts["act"][0],
-                                 skip=opts["skip"][0], width=max(opts["width"]), depth=max(opts["depth"]))
-            for i, b in enumerate(space.stage_blocks(s, cin, choice)):
-                if i == len(layers):
-                    layers.append({})
-                kind = block_kind(b)
-                if kind not in layers[i] or b.mid > layers[i][kind].mid:
-                    layers[i][kind] = b
-        stages.append(layers)
-        cin = max(opts["width"])
-    return stages
-
-
 class Supernet(nn.Module):
-    def __init__(self, space: SearchSpace, num_classes: int, resolution: int):
+    def __init__(self, space: Space, num_classes: int, resolution: int):
         super().__init__()
         self.space, self.num_classes, self.resolution = space, num_classes, resolution
-        self.largest = largest_layers(space)
+        self.largest = space.slots()
         self.stem = build_layer(space.stem, 3)
         self.stages = nn.ModuleList(
             nn.ModuleList(nn.ModuleDict({kind: build_layer(b, b.in_) for kind, b in layer.items()})
                           for layer in stage) for stage in self.largest)
-        self.head_in = max(space.stage_options(len(space.stages) - 1)["width"])
+        self.head_in = max(b.out for layer in self.largest[-1] for b in layer.values())
         self.head = build_layer(space.head, self.head_in, num_classes)
         init_weights(self)
 
@@ -77,15 +57,13 @@ class Supernet(nn.Module):
         space = self.space
         vector = space.check(vector)
         arch = for_proxy(space.decode(vector).replace(num_classes=self.num_classes), self.resolution)
-        depths = [space.stage_choice(s, vector[space.position(s, "op"):]).depth for s in range(len(space.stages))]
-        places = tuple((s, i) for s, d in enumerate(depths) for i in range(d))
-        return Candidate(tuple(vector), arch, places)
+        return Candidate(tuple(vector), arch, space.places(vector))
 
     def extreme(self, pick=max) -> Candidate:
         """The largest (`pick=max`) or smallest (`pick=min`) candidate: every decision at the
         choice that uses most (least) of the shared weights."""
-        return self.candidate([pick(range(len(d.choices)), key=lambda c, d=d: _size(d.name, d.choices[c]))
-                               for d in self.space.decisions()])
+        return self.candidate([pick(range(len(d.choices)), key=lambda c, n=n: self.space.choice_size(n, c))
+                               for n, d in enumerate(self.space.decisions())])
 
     def supernet_key(self, cand: Candidate, key: str) -> str:
         """The supernet's entry holding the subnet's state-dict entry `key`."""
@@ -144,11 +122,3 @@ def _shell(arch: Arch) -> tuple[Net, dict[str, torch.Size]]:
     with torch.device("meta"):
         net = build_model(arch)
     return net, {k: v.shape for k, v in net.state_dict().items()}
-
-
-def _size(decision: str, value) -> float:
-    """How much of the shared weights a choice uses; switches (activation, skip) use none."""
-    if decision.endswith(".op"):
-        expansion = CONV_OPS[value]
-        return 1 if expansion is None else 2 if expansion == 0 else expansion
-    return value if isinstance(value, (int, float)) else 0
