@@ -21,7 +21,9 @@ from latency_tables.table import LatencyTable, new_metadata, op_row, validate_ne
 from search_spaces.errors import UserError
 
 NETWORK_BUDGET = Budget(warmup=2, runs_per_round=1, min_rounds=15, max_rounds=60, max_seconds=0.8, rel_tol=0.01)
-RESUME_FIELDS = ("device", "space", "resolution", "threads", "runner", "precision")
+#: what a table file's ops were timed with: another space or resolution adds its ops (and its own
+#: end-to-end term) to the same device's table, other settings would mix incomparable timings
+RESUME_FIELDS = ("device", "threads", "runner", "precision")
 #: random networks timed whole to fit the end-to-end term
 CALIBRATION_NETWORKS = 40
 
@@ -52,7 +54,7 @@ def measure_networks(archs, runner) -> np.ndarray:
     return np.array([np.median(s) for s in samples])
 
 
-def fit_network_term(table: LatencyTable, archs, runner) -> dict:
+def fit_network_term(table: LatencyTable, archs, runner, resolution: int | None = None) -> dict:
     """Time whole networks and fit the end-to-end term on them (see `fit_term`): the fullest
     form whose term the table accepts. Few or noisy networks can make least squares trade the
     terms against each other (a negative scale, an op with a negative in-network latency); a
@@ -62,7 +64,7 @@ def fit_network_term(table: LatencyTable, archs, runner) -> dict:
     for form in TERM_FORMS:
         term = fit_term(*features, measured, form=form)
         try:
-            check_term(table, term, f"form {term['form']}")
+            check_term(table, term, f"form {term['form']}", resolution)
             return term
         except UserError as e:
             reasons.append(str(e))
@@ -70,10 +72,13 @@ def fit_network_term(table: LatencyTable, archs, runner) -> dict:
                     f"time more of them (--calibrate) on a quieter machine")
 
 
-def check_term(table: LatencyTable, term: dict, where: str) -> None:
+def check_term(table: LatencyTable, term: dict, where: str, resolution: int | None = None) -> None:
     """UserError unless `term` keeps every op of the table positive inside a network (the check
-    the table's file gets on load)."""
+    the table's file gets on load); a term of another resolution than the table's, every op that
+    fits in a network at it."""
     ops = list(table.df["key"].map(parse_key))
+    if resolution is not None and resolution != table.metadata.get("resolution"):
+        ops = [op for op in ops if op.hw <= resolution]
     validate_network_term(term, [table.query_op(op) for op in ops], [op.input_melems for op in ops],
                           [op.macs() / 1e6 for op in ops], where)
 
@@ -126,9 +131,10 @@ def calibrate_table(table: LatencyTable, space, runner, networks: int = CALIBRAT
         for i in range(0, len(missing), chunk):
             table.add_rows(measure_ops(missing[i:i + chunk], runner))
             bar.update(len(missing[i:i + chunk]))
-        table.metadata["network_term"] = fit_network_term(table, archs, runner)
+        term = fit_network_term(table, archs, runner, r)
+        table.set_term(r, term)
         bar.update(networks)
-    return table.metadata["network_term"]
+    return term
 
 
 def build_table(space, device: str, out: str | Path, runner, resolution: int | None = None,
@@ -138,8 +144,7 @@ def build_table(space, device: str, out: str | Path, runner, resolution: int | N
     out = Path(out)
     r = resolution or space.resolution
     threads = getattr(runner, "threads", 1)
-    args = {"device": device, "space": space.name, "resolution": r, "threads": threads, "runner": runner.name,
-            "precision": runner.precision}
+    args = {"device": device, "threads": threads, "runner": runner.name, "precision": runner.precision}
     if out.exists():
         table = LatencyTable.load(out)
         old = {**{k: table.metadata.get(k) for k in RESUME_FIELDS}, "precision": table.precision}
@@ -165,7 +170,7 @@ def build_table(space, device: str, out: str | Path, runner, resolution: int | N
             started = time.time()
             table.save(out)
             bar.update(len(batch))
-    if calibrate and (recalibrate or not table.network_term.get("calibrated")):
+    if calibrate and (recalibrate or table.stored_term(r) is None):
         calibrate_table(table, space, runner, calibrate, seed=seed, resolution=r, chunk=chunk, progress=progress)
     table.metadata["complete"] = True
     table.save(out)

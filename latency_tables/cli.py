@@ -88,7 +88,7 @@ def build(args) -> int:
                        else Path(f"latency_{args.device}{suffix}_{space.name}_r{r}.csv"))
     table = build_table(space, args.device, out, _runner(args, args.precision), resolution=r, calibrate=calibrate,
                         recalibrate=args.recalibrate)
-    term = table.metadata["network_term"]
+    term = table.term_at(r)
     print(f"wrote {out}: {len(table)} {table.precision} ops; end-to-end term: scale {term['scale']:.3f}, "
           f"{term['per_input_melem_ms']:+.3f} ms per M input elements, {term['per_mmac_ms']:+.5f} ms per M MACs, "
           f"offset {term['offset_ms']:+.3f} ms")

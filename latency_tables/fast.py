@@ -19,11 +19,17 @@ class SpacePredictor:
     _cache: dict = {}
 
     def __init__(self, table, space):
-        r = table.metadata.get("resolution") or space.resolution
+        r = space.resolution
+        table.check_resolution(r)
         self.space = space
         grid = op_grid(space, r)
         table.add_missing(grid.ops())  # every op first, so missing ones are measured/modelled in one batch
-        ms = table.in_network  # per-op share of the end-to-end term included
+        table.calibrate_if_able(r, space)
+        term = table.term_at(r)
+
+        def ms(op):  # per-op share of the end-to-end term included
+            return table.in_network(op, term)
+
         sizes = [len(d.choices) for d in space.decisions()]
 
         def array(columns, by_idx, cost):
@@ -35,12 +41,12 @@ class SpacePredictor:
         self.groups = [array(cols, by_idx, lambda ops: sum(ms(op) for op in ops)) for cols, by_idx in grid.groups]
         self.groups.append(array(*grid.head, ms))
         self.stem_ms = ms(grid.stem)
-        self.offset_ms = table.network_term["offset_ms"]
+        self.offset_ms = term["offset_ms"]
 
     @classmethod
     def for_table(cls, table, space) -> "SpacePredictor":
         # the space itself, not its name: its classes and resolution change the head's and stem's ops
-        key = (id(table), len(table), space, str(table.network_term))
+        key = (id(table), len(table), space, str(table.network_term), str(table.metadata.get("network_terms")))
         if key not in cls._cache:
             cls._cache.clear()
             cls._cache[key] = cls(table, space)

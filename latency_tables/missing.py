@@ -32,38 +32,44 @@ class Measure:
 
     def __call__(self, table: LatencyTable, ops: list[Op]) -> None:
         table.add_rows(measure_ops(ops, self._runner()))
-        if table.network_term.get("calibrated"):
+        resolutions = [table.metadata.get("resolution")] + [int(r) for r in table.metadata.get("network_terms") or {}]
+        for r in resolutions:
+            term = table.stored_term(r)
             try:
-                check_term(table, table.network_term, "new ops")
+                if term is not None:
+                    check_term(table, term, "new ops", r)
             except UserError:
                 # the term was fitted before these ops existed and gives one of them a latency of
                 # zero or less inside a network (a negative per-input term, a small op with a large
                 # input): saved as is, the table could not be loaded again
-                self.calibrate(table, refit=True)
-                return
+                self.calibrate(table, refit=True, resolution=r)
         self._save(table)
 
-    def calibrate(self, table: LatencyTable, refit: bool = False) -> None:
-        """Fit the end-to-end term of a table that has none (once: it is saved with the table), or
-        again (`refit`) when ops added since make the old one invalid, on random networks of the
-        table's space; UserError naming the build command without one."""
+    def calibrate(self, table: LatencyTable, refit: bool = False, resolution: int | None = None,
+                  space=None) -> None:
+        """Fit the end-to-end term of a table for networks at `resolution` (default the table's)
+        when it has none there (once: it is saved with the table), or again (`refit`) when ops added
+        since make the old one invalid, on random networks of `space` (default the table's);
+        UserError naming the build command without one."""
+        r = resolution or table.metadata.get("resolution")
         if self.autosave and table.path is not None and not refit:
             table.merge_from(table.path)  # another process may have calibrated it meanwhile
-            if table.network_term.get("calibrated"):
+            if table.stored_term(r) is not None:
                 return
         where = table.path or f"of device {table.metadata.get('device')!r}"
-        device, name = table.metadata.get("device"), table.metadata.get("space")
-        try:
-            space = get_space(name)
-        except UserError:
-            raise UserError(f"latency table {where} has no calibrated end-to-end term and no known search space "
-                            f"({name!r}) to calibrate it on: run `nas latency build --device {device} --space SPACE`"
-                            ) from None
+        device = table.metadata.get("device")
+        if space is None:
+            try:
+                space = get_space(table.metadata.get("space"))
+            except UserError:
+                raise UserError(f"latency table {where} has no calibrated end-to-end term and no known search "
+                                f"space ({table.metadata.get('space')!r}) to calibrate it on: run "
+                                f"`nas latency build --device {device} --space SPACE`") from None
         why = "does not fit the ops measured since" if refit else "not calibrated"
-        print(f"latency table {where}: end-to-end term {why}; timing {self.networks} random {name} "
-              f"networks once to fit it (`nas latency build --device {device} --space {name}` does it ahead of time)",
-              file=sys.stderr, flush=True)
-        calibrate_table(table, space, self._runner(), self.networks)
+        print(f"latency table {where}: end-to-end term at {r} px {why}; timing {self.networks} random {space.name} "
+              f"networks once to fit it (`nas latency build --device {device} --space {space.name}` does it "
+              f"ahead of time)", file=sys.stderr, flush=True)
+        calibrate_table(table, space, self._runner(), self.networks, resolution=r)
         self._save(table)
 
     def _runner(self) -> OnnxRuntimeRunner:

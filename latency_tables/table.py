@@ -138,23 +138,54 @@ class LatencyTable:
         rows = [{"layer": name, "key": op.key, "ms": self._ms[op.key], "source": source[op.key]}
                 for name, op in arch_ops(arch)]
         rows.append({"layer": "network", "key": "end-to-end term",
-                     "source": "fitted" if self.network_term.get("calibrated") else "none",
+                     "source": "fitted" if self.term_at(arch.resolution).get("calibrated") else "none",
                      "ms": total - sum(r["ms"] for r in rows)})
         return pd.DataFrame(rows)
 
-    def in_network(self, op: Op) -> float:
-        """What one op adds to a network's latency: its ms with the per-op end-to-end terms."""
-        t = self.network_term
+    def in_network(self, op: Op, term: dict | None = None) -> float:
+        """What one op adds to a network's latency: its ms with the per-op end-to-end terms (of
+        `term`, default the build resolution's)."""
+        t = term or self.network_term
         return (t["scale"] * self._ms[op.key] + t.get("per_input_melem_ms", 0.0) * op.input_melems
                 + t.get("per_mmac_ms", 0.0) * op.macs() / 1e6)
 
     def query_total(self, arch: Arch) -> float:
-        """Latency (ms) of the whole network: its ops plus the end-to-end term."""
-        self._check_resolution(arch)
+        """Latency (ms) of the whole network: its ops plus the end-to-end term of its resolution."""
+        self.check_resolution(arch.resolution)
         ops = [op for _, op in arch_ops(arch)]
         self.add_missing(ops)
-        self.calibrate_if_able()
-        return float(sum(self.in_network(op) for op in ops) + self.network_term["offset_ms"])
+        self.calibrate_if_able(arch.resolution)
+        term = self.term_at(arch.resolution)
+        return float(sum(self.in_network(op, term) for op in ops) + term["offset_ms"])
+
+    # ---- the end-to-end term of each resolution -----------------------------------
+    def stored_term(self, resolution: int) -> dict | None:
+        """The calibrated term fitted on networks at `resolution`, if the table has one."""
+        term = (self.network_term if resolution == self.metadata.get("resolution")
+                else (self.metadata.get("network_terms") or {}).get(str(resolution)))
+        return term if term and term.get("calibrated") else None
+
+    def set_term(self, resolution: int, term: dict) -> None:
+        if resolution == self.metadata.get("resolution"):
+            self.metadata["network_term"] = term
+        else:
+            self.metadata.setdefault("network_terms", {})[str(resolution)] = term
+
+    def term_at(self, resolution: int) -> dict:
+        """The end-to-end term for networks at `resolution`. Each resolution has its own, fitted on
+        networks at it: a 224-px term's offset and per-input terms do not carry to 32 px, where a
+        whole network takes a fraction of a millisecond (they predicted negative times there). A
+        term that is a pure scale (a modelled table's) holds at any resolution."""
+        term = self.stored_term(resolution)
+        if term is not None:
+            return term
+        base = self.network_term
+        if not base.get("calibrated") or (base.get("offset_ms", 0.0) == 0 and not base.get("per_input_melem_ms")
+                                          and not base.get("per_mmac_ms")):
+            return base
+        raise UserError(f"latency table {self.path or self.metadata.get('device')!r} has an end-to-end term for "
+                        f"{self.metadata.get('resolution')} px networks only, not {resolution} px; build one with "
+                        f"`nas latency build --resolution {resolution}`")
 
     def predict_many(self, archs, space=None) -> np.ndarray:
         """Latency (ms) of many networks: a list of Arch, or (with `space`) an array of decision
@@ -164,18 +195,21 @@ class LatencyTable:
             return SpacePredictor.for_table(self, space).predict(archs)
         return np.array([self.query_total(a) for a in archs], dtype=float)
 
-    def _check_resolution(self, arch: Arch) -> None:
+    def check_resolution(self, resolution: int) -> None:
+        """A table answers at its own resolution; one measured here, or with an op model, at any."""
         r = self.metadata.get("resolution")
-        if not self.is_local and r and arch.resolution != r:
+        if not (self.is_local or self.metadata.get("op_model")) and r and resolution != r:
             raise UserError(f"table {self.metadata.get('device')!r} is for {r}x{r} inputs; the architecture "
-                            f"is {arch.resolution}x{arch.resolution} (use arch.replace(resolution={r}))")
+                            f"is {resolution}x{resolution} (use arch.replace(resolution={r}))")
 
     # ---- missing ops ----------------------------------------------------------
-    def calibrate_if_able(self) -> None:
-        """Before a network-level answer: a table whose policy measures (see `missing.Measure`) fits
-        its end-to-end term now if it has none; other tables answer with the term they carry."""
-        if not self.network_term.get("calibrated") and hasattr(self.missing, "calibrate"):
-            self.missing.calibrate(self)
+    def calibrate_if_able(self, resolution: int | None = None, space=None) -> None:
+        """Before a network-level answer at `resolution` (default the table's): a table whose policy
+        measures (see `missing.Measure`) fits its end-to-end term there now if it has none, on random
+        networks of `space` (default the table's); other tables answer with the term they carry."""
+        r = resolution or self.metadata.get("resolution")
+        if self.stored_term(r) is None and hasattr(self.missing, "calibrate"):
+            self.missing.calibrate(self, resolution=r, space=space)
 
     def add_missing(self, ops: list[Op]) -> None:
         """Hand the ops not in the table to the missing-op policy; UserError if there is none."""
@@ -208,6 +242,8 @@ class LatencyTable:
             self.add_rows(other.df[~other.df["key"].isin(self._ms)].to_dict("records"))
             if other.network_term.get("calibrated") and not self.network_term.get("calibrated"):
                 self.metadata["network_term"] = other.network_term
+            for r, term in (other.metadata.get("network_terms") or {}).items():
+                self.metadata.setdefault("network_terms", {}).setdefault(r, term)
 
     # ---- files ----------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
@@ -288,6 +324,13 @@ def validate(df: pd.DataFrame, meta: dict, where: str) -> None:
             raise UserError(f"{where}: row {i + 1}: {e}") from None
     validate_network_term(meta["network_term"], stat.to_numpy(float), [op.input_melems for op in ops],
                           [op.macs() / 1e6 for op in ops], where)
+    terms = meta.get("network_terms") or {}
+    if not isinstance(terms, dict) or not all(str(r).isdigit() for r in terms):
+        raise UserError(f"{where}: metadata network_terms must map resolutions to terms")
+    for r, term in terms.items():  # a term serves networks at its resolution: ops no larger than it
+        small = [i for i, op in enumerate(ops) if op.hw <= int(r)]
+        validate_network_term(term, stat.to_numpy(float)[small], [ops[i].input_melems for i in small],
+                              [ops[i].macs() / 1e6 for i in small], f"{where} ({r} px)")
 
 
 def validate_network_term(term, op_ms, input_melems, mmacs, where: str) -> None:

@@ -1,5 +1,5 @@
 """Evaluating one candidate: latency, MACs and params of its deployment arch, then real proxy training
-(or, with `--evaluator supernet:DIR`, its slice of a trained supernet, see `nas.supernet.scoring`).
+(or another evaluator's score without training, see `nas.evaluators`).
 
 `evaluate_candidate(job)` is plain Python (tests call it directly); `trainable` wraps it for Ray
 Tune. A candidate that raises or diverges comes back with status "failed" and the reason,
@@ -19,7 +19,7 @@ import torch
 from latency_tables import load_target
 from nas.data import flips, load_data
 from nas.device import resolve_device
-from nas.supernet.scoring import supernet_accuracy
+from nas.evaluators import Train, evaluator
 from nas.training import TrainConfig, build_for_training, train
 from search_spaces.counting import count
 from search_spaces.ir import Arch
@@ -82,13 +82,14 @@ def evaluate_candidate(job: dict) -> dict:
     try:
         cfg = train_config(job)  # a GPU asked for but absent on this node fails this trial only
         row["device"] = cfg.device
-        if job.get("evaluator", "train") == "train":
+        scorer = evaluator(job.get("evaluator", "train"))
+        if isinstance(scorer, Train):
             model = build_for_training(arch, data, seed=job["seed"])
             result = train(model, cached_data(*data_key, cfg.device), cfg)
             row.update(accuracy=result["val_acc"], train_loss=result["train_loss"],
                        images_per_s=result["images_per_s"])
-        else:  # scored by a trained supernet's slice: no training, so no loss or speed
-            model, row["accuracy"] = supernet_accuracy(job, data)
+        else:  # no training, so no loss or speed
+            model, row["accuracy"] = scorer.score(job, data, arch)
         buffer = io.BytesIO()
         torch.save(cpu_state_dict(model), buffer)
         row["weights"] = buffer.getvalue()

@@ -103,13 +103,12 @@ class RunConfig:
     latency_window_ms: list | None = None
     latency_window_share: float | None = None  # of random networks of the space inside the window
     train_reference: bool = False
-    evaluator: str = "train"  # train | supernet:DIR (absolute)
+    evaluator: str = "train"  # a spec of nas.evaluators, as checked (supernet:DIR with DIR absolute)
 
     def __post_init__(self):
+        from nas.evaluators import evaluator
         check_numbers(asdict(self))
-        if not isinstance(self.evaluator, str) or not (self.evaluator == "train"
-                                                       or self.evaluator.startswith("supernet:")):
-            raise UserError(f"evaluator must be 'train' or 'supernet:DIR', got {self.evaluator!r}")
+        evaluator(self.evaluator)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, default=str) + "\n"

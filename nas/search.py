@@ -179,10 +179,18 @@ def trial_resources(cfg: RunConfig, cluster: dict) -> tuple[dict, str]:
 
     Without --gpus-per-trial a trial takes a whole GPU when the cluster has one. A trial given
     a GPU trains on the run's device spec (auto or cuda): Ray restricts CUDA_VISIBLE_DEVICES to
-    its GPU, and `auto` falls back to the CPU on a node whose torch sees no CUDA."""
+    its GPU, and `auto` falls back to the CPU on a node whose torch sees no CUDA.
+
+    `cuda:N` (a search with one worker on this machine; `search_cli.search_devices` refuses the
+    rest) asks Ray for no GPU: Ray then leaves the trial's CUDA_VISIBLE_DEVICES as the command
+    had it (ray 2.60 sets it only for a task given GPUs, unless RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO
+    is set), so cuda:N names the same GPU in the trial as where it was checked. Asking Ray for
+    that GPU instead would not work: Ray picks its own, and narrows CUDA_VISIBLE_DEVICES to it."""
 
     cpus = cfg.cpus_per_trial or max(1, int(cluster.get("CPU", 1)) // cfg.workers)
     device = cfg.device
+    if device.startswith("cuda:"):
+        return {"cpu": cpus, "gpu": 0}, device
     gpus = cfg.gpus_per_trial
     if gpus is None:
         gpus = 1 if device != "cpu" and cluster.get("GPU", 0) >= 1 else 0
@@ -191,11 +199,36 @@ def trial_resources(cfg: RunConfig, cluster: dict) -> tuple[dict, str]:
     return {"cpu": cpus, "gpu": gpus}, device if gpus else "cpu"
 
 
+def run_in_process(run: RunDir, progress: bool = True) -> SearchSession:
+    """The search without Ray, one candidate after another in this process: for an evaluator that
+    needs no worker (a benchmark lookup takes milliseconds, a Ray trial's overhead far more)."""
+    from nas.evaluation import evaluate_candidate
+
+    session = SearchSession(run, threads=1, progress=progress, device="cpu")
+    while True:
+        key = f"local_{len(session.trials):06d}"
+        job = session.ask(key)
+        if job is None:
+            break
+        result = evaluate_candidate(job)
+        weights = result.pop("weights", None)
+        if weights is not None:
+            session.weights[key] = weights
+        session.finish(key, result)
+    session.bar.close()
+    return session
+
+
 def run_search(run: RunDir, address: str | None = None, progress: bool = True) -> pd.DataFrame:
     """Run (or continue) the search in `run`; returns the trials table."""
+    from nas.evaluators import evaluator
     from nas.search_report import write_reports
 
     cfg = run.config()
+    if not evaluator(cfg.evaluator).needs_workers and address is None:
+        session = run_in_process(run, progress)
+        write_reports(run, session.trials)
+        return session.trials
     with ray_session(run, address, os.cpu_count() or 1) as tmp:
         import ray
         from ray import tune

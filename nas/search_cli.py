@@ -4,11 +4,13 @@ from __future__ import annotations
 import datetime
 import importlib.metadata
 import platform
+import random
 from dataclasses import replace
 from pathlib import Path
 
 from nas.controllers import CONTROLLERS
 from nas.device import add_device_argument
+from nas.evaluators import EVALUATORS
 from nas.reward import EXPONENTS
 from nas.run_config import RunConfig, absolute_target, check_numbers
 from search_spaces.errors import UserError
@@ -18,6 +20,9 @@ from search_spaces.errors import UserError
 # minutes on 2 cores; at 8x8, digits' own size, a step costs about half of one at 16x16 (README).
 # cifar10: the best Kendall tau under about 60 s per candidate on 2 cores of the five CPU settings measured by
 # experiments/proxy_fidelity.py (setting 5k_e2_r16: tau 0.25 over 21 architectures, 58.6 s).
+#: random networks whose median latency is T for a space without a reference network
+MEDIAN_SAMPLES = 2000
+
 PROXY_DEFAULTS = {"digits": {"resolution": 8, "epochs": 8.0, "batch_size": 32, "lr": 0.1, "trials": 6},
                   "cifar10": {"resolution": 16, "epochs": 2.0, "batch_size": 64, "lr": 0.1, "trials": 12,
                               "train_subset": 5000},
@@ -42,21 +47,23 @@ def register(sub) -> None:
                    help="train on the first N training images (default 5000 for cifar10, else all)")
     p.add_argument("--resolution", type=int,
                    help="proxy training resolution (default 8 for digits, 16 for cifar10, 32 otherwise)")
-    p.add_argument("--deploy-resolution", type=int, default=224, help="resolution latency is looked up at")
+    p.add_argument("--deploy-resolution", type=int,
+                   help="resolution latency is looked up at (default: the space's, 224 for mnv3, 32 for nasbench_macro)")
     p.add_argument("--epochs", type=float,
                    help="proxy training epochs per candidate (default 8 for digits, 2 for cifar10, 3 otherwise)")
     p.add_argument("--steps", type=int, help="train each candidate for exactly this many steps (quick checks)")
     p.add_argument("--batch-size", type=int, help="default 32 for digits, 64 otherwise")
     p.add_argument("--lr", type=float, help="default 0.1 for digits and cifar10, 0.05 otherwise")
     p.add_argument("--optimizer", default="sgd", choices=["sgd", "rmsprop"])
-    p.add_argument("--evaluator", default="train",
-                   help="train (each candidate for --epochs) or supernet:DIR (its slice of a trained supernet)")
+    p.add_argument("--evaluator", default="train", metavar="SPEC",
+                   help="how a candidate is scored: " + "; ".join(e.help for e in EVALUATORS.values()))
     p.add_argument("--trials", type=int, help="candidates to evaluate (default 6 for digits, 12 otherwise; "
                                               "with --resume: continue the search up to this many)")
     p.add_argument("--workers", type=int, default=1, help="trials at once (this machine's threads are split)")
     p.add_argument("--address", help="attach to an existing Ray cluster (e.g. HOST:6379)")
     p.add_argument("--device", default="auto", metavar="DEVICE",
-                   help="auto (trials train on GPUs when there are any), cpu or cuda; Ray gives each trial its GPU")
+                   help="auto (trials train on GPUs when there are any), cpu or cuda: Ray gives each trial its "
+                        "GPU; cuda:N (with --workers 1): every trial trains on GPU N of this machine")
     p.add_argument("--gpus-per-trial", type=float, metavar="F",
                    help="GPUs per trial, fractions allowed (0.25: four trials share a GPU; "
                         "default 1 when the machine or cluster has a GPU, else 0)")
@@ -94,7 +101,9 @@ def new_config(args) -> RunConfig:
     from nas.data import absolute_spec, data_sizes
     from nas.latency_window import LatencyWindow
     from nas.reward import Reward
-    from nas.supernet.scoring import check_evaluator
+    import numpy as np
+
+    from nas.evaluators import evaluator
     from search_spaces.references import reference
     from search_spaces.space import get_space
 
@@ -105,10 +114,18 @@ def new_config(args) -> RunConfig:
     check_numbers(vars(args) | {"latency_target_ms": args.latency_target})
     devices = search_devices(args)
     space = get_space(args.space)
+    if args.deploy_resolution is None:
+        args.deploy_resolution = space.resolution
     table = load_target(args.target)
     data = absolute_spec(args.data)
     sizes = data_sizes(data, train_subset=args.train_subset, seed=args.seed)
-    if args.latency_target is None:
+    if args.latency_target is None and space.reference is None:  # a space of no published network
+        deployed = space.deployed(sizes.num_classes, args.deploy_resolution)
+        rng = random.Random(args.seed)
+        latency_target = float(np.median(table.predict_many(
+            np.array([space.sample(rng) for _ in range(MEDIAN_SAMPLES)]), space=deployed)))
+        source = f"median of {MEDIAN_SAMPLES} random {space.name} networks on {args.target}"
+    elif args.latency_target is None:
         ref = reference(space.reference).replace(num_classes=sizes.num_classes, resolution=args.deploy_resolution)
         latency_target, source = table.query_total(ref), f"{space.reference} on {args.target}"
     else:
@@ -116,10 +133,11 @@ def new_config(args) -> RunConfig:
     reward = Reward(args.reward, latency_target, args.w)
     window = LatencyWindow.parse(args.latency_window, args.reward, latency_target)
     share = window.reachable_share(space, table, sizes.num_classes, args.deploy_resolution, seed=args.seed)
-    evaluator = check_evaluator(args.evaluator, space.name, sizes.num_classes, args.resolution)
+    scorer = evaluator(args.evaluator.strip())
+    evaluator_spec = scorer.check(space.name, sizes.num_classes, args.resolution)
     make_controller(args.controller, space, seed=args.seed, n_objectives=reward.n_objectives)
     return RunConfig(
-        space=space.name, reference=space.reference, target=absolute_target(args.target),
+        space=space.name, reference=space.reference or "", target=absolute_target(args.target),
         controller=args.controller, reward=args.reward, w=args.w, exponents=list(reward.exponents()),
         latency_target_ms=latency_target, latency_target_from=source, data=data,
         num_classes=sizes.num_classes, resolution=args.resolution, deploy_resolution=args.deploy_resolution,
@@ -129,22 +147,38 @@ def new_config(args) -> RunConfig:
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         versions=_versions(), latency_table=table.metadata, **devices,
         latency_window=[window.lo, window.hi], latency_window_ms=list(window.bounds_ms),
-        latency_window_share=share, evaluator=evaluator,
-        train_reference=evaluator == "train")  # a supernet scores only the space's candidates
+        latency_window_share=share, evaluator=evaluator_spec,
+        # a supernet or a benchmark scores only the space's candidates
+        train_reference=evaluator_spec == "train" and space.reference is not None)
 
 
 def search_devices(args) -> dict:
     """--device, --gpus-per-trial and --cpus-per-trial checked, and the device described for config.json.
 
-    A trial trains on the GPU Ray assigns to it, so `cuda:N` has no meaning here. On a cluster
-    (`--address`) the GPUs are on other nodes: each trial checks its own."""
+    With `auto` or `cuda` a trial trains on the GPU Ray assigns to it. `cuda:N` picks GPU N of
+    this machine for a search that runs one trial at a time (`--workers 1`): the trials then ask
+    Ray for no GPU, so Ray leaves CUDA_VISIBLE_DEVICES as this command had it, and each trial
+    trains on cuda:N, numbered as here (`nas.search.trial_resources`). Refused with more workers
+    (they would share that GPU behind Ray's scheduling: `--device cuda` spreads them over the
+    GPUs), with `--address` (the trials run on other nodes) and with --gpus-per-trial (Ray assigns
+    no GPU). On a cluster (`--address`) the GPUs are on other nodes: each trial checks its own."""
     from nas.device import describe, resolve_device
 
     device = args.device.strip().lower()
     if device.startswith("cuda:"):
-        raise UserError(f"--device {args.device}: Ray gives each trial its GPU; use --device cuda "
-                        f"(CUDA_VISIBLE_DEVICES limits the GPUs Ray may use)")
+        if args.workers > 1:
+            raise UserError(f"--device {args.device} trains every trial on that one GPU, which --workers "
+                            f"{args.workers} would share outside Ray's scheduling; use --workers 1, or "
+                            f"--device cuda to let Ray give each trial a GPU")
+        if args.address:
+            raise UserError(f"--device {args.device} names a GPU of this machine, but with --address the "
+                            f"trials run on the cluster's nodes; use --device cuda")
+        if args.gpus_per_trial is not None:
+            raise UserError(f"--device {args.device} with --gpus-per-trial: the trial uses that GPU, Ray "
+                            f"assigns none; drop --gpus-per-trial")
     here = resolve_device("auto" if args.address and device == "cuda" else device)
+    if here.type == "cuda" and device.startswith("cuda:"):
+        device = str(here)  # as torch writes it: cuda:01 -> cuda:1
     gpus = args.gpus_per_trial
     if gpus is not None and (gpus < 0 or (gpus > 1 and not float(gpus).is_integer())):
         raise UserError(f"--gpus-per-trial must be a fraction in [0, 1] or a whole number, got {gpus:g}")

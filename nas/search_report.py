@@ -9,7 +9,7 @@ from nas.device import describe_line
 from nas.reward import pareto_front
 from nas.run_config import RunConfig
 from nas.run_dir import RunDir, write_csv, write_text
-from nas.supernet.scoring import RECALIBRATE_IMAGES, evaluator_dir
+from nas.evaluators import evaluator
 from search_spaces.atomic import atomic_write
 
 TOP_COLUMNS = ["trial", "accuracy", "latency_ms", "reward", "macs", "params", "seconds"]
@@ -70,6 +70,8 @@ def device_lines(cfg: RunConfig) -> list[str]:
     info = cfg.device_info
     where = describe_line(info) if info else "each trial's node (a Ray cluster)"
     gpus = cfg.gpus_per_trial
+    if cfg.device.startswith("cuda:"):  # chosen by the user, not assigned by Ray
+        return [f"- device `{cfg.device}`: {where}; every trial on this GPU, one at a time"]
     return [f"- device `{cfg.device}`: {where}; GPUs per trial "
             f"{'1 if there is a GPU, else 0 (default)' if gpus is None else f'{gpus:g}'}"]
 
@@ -140,11 +142,8 @@ def window_lines(cfg: RunConfig, trials: pd.DataFrame) -> list[str]:
 
 
 def scoring_words(cfg: RunConfig) -> str:
-    """How a candidate got its accuracy: a supernet search trains nothing per candidate."""
-    if cfg.evaluator == "train":
-        return f"{cfg.epochs} epoch(s) per candidate"
-    return (f"no training per candidate: scored as a slice of the supernet {evaluator_dir(cfg.evaluator)} "
-            f"after BN recalibration on {RECALIBRATE_IMAGES} images")
+    """How a candidate got its accuracy (a supernet or a benchmark trains nothing per candidate)."""
+    return evaluator(cfg.evaluator).describe(cfg)
 
 
 def summary_text(cfg: RunConfig, trials: pd.DataFrame, front: pd.DataFrame, refs: dict, top: int = 5,
