@@ -58,6 +58,7 @@ from nas.training import TrainConfig, build_for_training, evaluate, train  # noq
 from netadapt.cli import main as netadapt  # noqa: E402
 from onnx_latency import THOROUGH, measure_end_to_end  # noqa: E402
 from proxy_fidelity import SETTINGS as PROXY_SETTINGS  # noqa: E402
+from results_paths import shown  # noqa: E402
 from search_spaces.atomic import atomic_path  # noqa: E402
 from search_spaces.counting import count  # noqa: E402
 from search_spaces.errors import UserError  # noqa: E402
@@ -292,7 +293,7 @@ def report(plan: Plan, work: Path, results: Path, name: str, hours: str, done: d
     data = {"cifar10": "CIFAR-10", "digits": "digits (quick stand-in for CIFAR-10)"}.get(
         plan.data.partition(":")[0], plan.data)
     plot(table, t_ms, results / f"{name}.png", f"{label}\n{data}: test accuracy vs pixel_cpu latency")
-    second = done["search_second"]["target"]
+    second = shown(done["search_second"]["target"])  # results name paths relative to the repository
     pixel, other = load_target("pixel_cpu"), load_target(plan.second_target)
     winners = {"searched_pixel_cpu": done["retrain_pixel_cpu"], "searched_second": done["retrain_second"]}
     two = pd.DataFrame([{"winner": w, "searched_for": "pixel_cpu" if w == "searched_pixel_cpu" else second,
@@ -303,8 +304,9 @@ def report(plan: Plan, work: Path, results: Path, name: str, hours: str, done: d
     pipeline_h = (pipeline + done["netadapt_T"]["seconds"] + done["netadapt_tight"]["seconds"]) / 3600
     cols = ["network", "kind", "pixel_cpu_ms", "second_target_ms", "local_cpu_measured_ms", "macs_m", "params_m",
             "test_acc_mean", "test_acc_std", "seeds", f"search_{hours}", f"train_{hours}"]
+    shown_plan = asdict(plan) | {"data": shown(plan.data), "second_target": shown(plan.second_target)}
     md = [f"# {label}Search + NetAdapt vs MobileNetV3 on {data} at equal latency", "",
-          f"- Plan: `{json.dumps(asdict(plan), default=str)}`",
+          f"- Plan: `{json.dumps(shown_plan, default=str)}`",
           f"- T = {t_ms:.2f} ms (MobileNetV3-Large on pixel_cpu, 224x224); the second target is `{second}` "
           f"(`second_target_ms`: its table); `local_cpu_measured_ms`: each network at 224x224 end to end with "
           f"onnxruntime on this machine, 1 thread, all networks in the same interleaved rounds (median).",

@@ -35,6 +35,7 @@ from nas.run_dir import write_csv, write_text  # noqa: E402
 from nas.search_report import markdown_table  # noqa: E402
 from nas.training import TrainConfig, build_for_training, recalibrate_bn, train  # noqa: E402
 from nas.training import evaluate as train_evaluate  # noqa: E402
+from results_paths import shown  # noqa: E402
 from search_spaces.atomic import atomic_path  # noqa: E402
 from search_spaces.errors import UserError  # noqa: E402
 from search_spaces.ir import Arch  # noqa: E402
@@ -172,7 +173,7 @@ def main() -> None:
     write_csv(out / "proxy_fidelity.csv", summary)
     write_text(out / "proxy_fidelity.md",
                "# Proxy fidelity: Kendall tau / Spearman of proxy score vs 18-epoch CIFAR-10 accuracy\n\n"
-               f"{len(gt)} architectures from {args.gt}; seconds are wall time on this machine "
+               f"{len(gt)} architectures from {shown(args.gt)}; seconds are wall time on this machine "
                "(load average recorded: other jobs slow it down).\n\n" + markdown_table(summary) + "\n")
     plot(summary, out / "proxy_fidelity.png")
     print(markdown_table(summary[["setting", "score", "architectures", "kendall_tau", "spearman_rho",

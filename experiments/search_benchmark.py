@@ -24,6 +24,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from nas.search_report import markdown_table
+from results_paths import shown  # the command as results name it: paths relative to the repository
 
 HERE = Path(__file__).resolve().parent
 RESULTS, RUNS = HERE / "results", HERE / "runs"
@@ -40,7 +41,7 @@ def timed_search(name: str, extra: list[str]) -> tuple[dict, pd.DataFrame]:
     wall = time.time() - start
     trials = pd.read_csv(run / "trials.csv")
     ok = trials[trials["status"] == "ok"]
-    row = {"run": name, "command": "nas search --space mnv3 --target pixel_cpu " + " ".join(extra),
+    row = {"run": name, "command": "nas search --space mnv3 --target pixel_cpu " + " ".join(map(shown, extra)),
            "trials": len(trials), "failed": int((trials["status"] != "ok").sum()), "wall_s": wall,
            "wall_s_per_trial": wall / len(trials), "candidate_s_mean": trials["seconds"].mean(),
            "candidate_s_median": trials["seconds"].median(), "images_per_s_median": ok["images_per_s"].median(),

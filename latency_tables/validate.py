@@ -13,8 +13,13 @@ from latency_tables.build import measure_networks, random_archs
 def validate_table(table, space, runner, samples: int = 100, seed: int = 12345,
                    out: str | Path | None = None, stem: str = "latency_validation") -> tuple[dict, pd.DataFrame]:
     """Measure `samples` random archs of `space` end to end and compare with the table; with `out`,
-    write STEM.csv (per network), STEM_summary.csv and STEM.png there."""
+    write STEM.csv (per network), STEM_summary.csv and STEM.png there.
+
+    A table that fits its own end-to-end term on first use fits it on networks of `space`, the
+    space validated, not the table's own; a table that can neither measure nor model the ops of
+    `space` refuses in one line (UserError naming the op) before any network is timed."""
     r = table.metadata.get("resolution") or space.resolution
+    table.calibrate_if_able(r, space=space)
     archs = random_archs(space, samples, seed, r)
     predicted = np.array([table.query_total(a) for a in archs])
     measured = measure_networks(archs, runner)

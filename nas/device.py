@@ -3,7 +3,9 @@
 Every command that trains takes the same flag through `add_device_argument` and resolves it
 with `resolve_device`, so a typo or a GPU that is not there is one line (UserError) before
 any work starts. Inside a Ray trial, Ray restricts CUDA_VISIBLE_DEVICES to the GPU it
-assigned, so `cuda` there means that GPU.
+assigned, so `cuda` there means that GPU. A search with `--device cuda:N` (`--workers 1`
+only) asks Ray for no GPU: Ray then leaves CUDA_VISIBLE_DEVICES as the command had it, and
+the trial trains on cuda:N as the command numbers it (`nas.search.trial_resources`).
 """
 from __future__ import annotations
 
@@ -32,12 +34,22 @@ def resolve_device(spec: str = "auto") -> torch.device:
         raise UserError(f"unknown device {spec!r}: use auto, cpu, cuda or cuda:N")
     if not torch.cuda.is_available():
         raise UserError(f"device {spec!r}: CUDA is not available here (torch {torch.__version__}, "
-                        f"built {'with CUDA ' + torch.version.cuda if torch.version.cuda else 'without CUDA'})")
+                        f"built {'with CUDA ' + torch.version.cuda if torch.version.cuda else 'without CUDA'}); "
+                        f"GPUs present: {gpus_present()}")
     index = int(match.group(1)) if match.group(1) is not None else torch.cuda.current_device()
     if index >= torch.cuda.device_count():
-        raise UserError(f"device {spec!r}: this machine has {torch.cuda.device_count()} CUDA device(s) "
-                        f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})")
+        raise UserError(f"device {spec!r}: this machine has {torch.cuda.device_count()} CUDA device(s): "
+                        f"{gpus_present()}")
     return torch.device("cuda", index)
+
+
+def gpus_present() -> str:
+    """The CUDA devices torch sees here (after CUDA_VISIBLE_DEVICES), for error messages: 'none' or
+    'cuda:0 (NVIDIA H100), cuda:1 (...)'."""
+    if not torch.cuda.is_available():
+        return "none"
+    return ", ".join(f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())) \
+        or "none"
 
 
 def describe(device: torch.device) -> dict:

@@ -31,6 +31,9 @@ class Evaluator(ABC):
     prefix: str          # the spec's first word
     help: str            # one line for `nas search --help`
     needs_workers = True
+    #: images the accuracy was measured on, when not the search's validation split (the summary's
+    #: statistical resolution reads it)
+    test_images: int | None = None
 
     def __init__(self, argument: str):
         self.argument = argument
@@ -91,13 +94,13 @@ class Supernet(Evaluator):
 @dataclass(frozen=True)
 class BenchmarkSource:
     space: str
-    num_classes: int
+    test_images: int
     about: str
 
 
-#: benchmarks by name: the space their networks form and how they were trained
+#: benchmarks by name: the space their networks form and how they were trained and tested
 BENCHMARKS = {"nasbench_macro": BenchmarkSource(
-    "nasbench_macro", 10, "NAS-Bench-Macro (CIFAR-10, 50 epochs, 3 seeds, by the benchmark's authors)")}
+    "nasbench_macro", 10_000, "NAS-Bench-Macro (CIFAR-10, 50 epochs, 3 seeds, by the benchmark's authors)")}
 
 
 class Benchmark(Evaluator):
@@ -109,6 +112,7 @@ class Benchmark(Evaluator):
     def __init__(self, argument: str):
         super().__init__(argument)
         self.name, _, self.mode = argument.partition(":")
+        self.test_images = BENCHMARKS[self.name].test_images if self.name in BENCHMARKS else None
 
     def check(self, space, num_classes, resolution) -> str:
         if self.name not in BENCHMARKS:

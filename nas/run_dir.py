@@ -18,10 +18,12 @@ point here too (`load_winner`).
 """
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +37,8 @@ from search_spaces.errors import UserError
 from search_spaces.ir import Arch
 
 TRIAL_COLUMNS = ["trial", "key", "arch", "vector", "accuracy", "latency_ms", "macs", "params", "reward",
-                 "status", "reason", "seconds", "images_per_s", "train_loss", "node", "rejected_before"]
+                 "status", "reason", "seconds", "images_per_s", "train_loss", "node", "rejected_before",
+                 "device"]  # the device the trial trained on (cpu, cuda:N); older runs lack it
 
 
 STATUSES = ("ok", "failed")
@@ -60,6 +63,33 @@ def load_state_dict(path: str | Path) -> dict:
     if not (isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())):
         raise UserError(f"{path} is not a state_dict (a mapping of parameter names to tensors)")
     return state
+
+
+def _parse_trials(f: Path, text: str) -> pd.DataFrame:
+    """trials.csv's rows from `text`, or a UserError naming the first damaged line. to_csv ends
+    every row with a newline and writes every field, so a row without either is damaged."""
+    # keys and node ids are hex: "1234e567" must not come back as a float
+    as_text = {c: str for c in ("key", "arch", "vector", "status", "reason", "node", "device")}
+    try:
+        trials = pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""], dtype=as_text)
+    except (pd.errors.ParserError, ValueError) as e:
+        raise UserError(f"{f} is damaged ({' '.join(str(e).split())}); repair or delete it") from None
+    # older runs lack device, and older ones rejected_before too: both are appended columns
+    if list(trials.columns) not in (TRIAL_COLUMNS, TRIAL_COLUMNS[:-1], TRIAL_COLUMNS[:-2]):
+        raise UserError(f"{f} is damaged: its header is not {','.join(TRIAL_COLUMNS)}")
+    fields = [len(row) for row in csv.reader(io.StringIO(text)) if row][1:]  # pandas skips blank lines too
+    if len(fields) != len(trials):
+        raise UserError(f"{f} is damaged (its rows do not parse as CSV); repair or delete it")
+    bad = ((np.array(fields, dtype=int) != len(trials.columns))  # a field lost, or a row cut short
+           | ~trials["status"].isin(STATUSES).to_numpy() | trials[["key", "arch"]].isna().any(axis=1).to_numpy()
+           | (trials["trial"].to_numpy() != np.arange(len(trials)))
+           | ~trials["vector"].map(_is_json_list).astype(bool).to_numpy()
+           | ((trials["status"] == "ok") & trials[["accuracy", "latency_ms"]].isna().any(axis=1)).to_numpy())
+    if not text.endswith("\n") and len(bad):  # cut inside its last field
+        bad[-1] = True
+    if bad.any():
+        raise UserError(f"{f} is damaged at line {bad.argmax() + 2}; repair or delete it")
+    return trials.astype({"reason": str}).reindex(columns=TRIAL_COLUMNS)
 
 
 def _is_json_list(text) -> bool:
@@ -117,6 +147,7 @@ class RunDir:
     def __init__(self, path: str | Path):
         # absolute: Ray runs trials in other working directories
         self.path = Path(os.path.abspath(path))
+        self._reported_torn: set[Path] = set()  # trials.csv files whose torn last row was reported
 
     def __truediv__(self, name: str) -> Path:
         return self.path / name
@@ -147,31 +178,32 @@ class RunDir:
 
     # ---- trials and controller state ----------------------------------------
     def trials(self) -> pd.DataFrame:
-        """Finished trials. The writer replaces the file atomically, but the reader does not
-        trust it: a last line cut short (no final newline) is dropped, so that trial runs
-        again; damage anywhere else is one line naming the file."""
+        """Finished trials. The writer replaces the file atomically, but a copy, a sync or a full
+        disk can still cut it short, and only at its end: a damaged last row (cut short, with or
+        without a final newline) is dropped, said once on stderr, and its trial runs again on
+        resume (SearchSession rebuilds a controller that saw it). Damage anywhere else is one
+        line (UserError) naming the file and the line."""
         f = self / "trials.csv"
         if not f.exists():
             return pd.DataFrame(columns=TRIAL_COLUMNS)
         text = f.read_text()
-        text = text[:text.rfind("\n") + 1]  # to_csv ends every row with a newline
-        if not text:
+        if "\n" not in text:  # empty, or its header cut short: no row was complete
             return pd.DataFrame(columns=TRIAL_COLUMNS)
-        # keys and node ids are hex: "1234e567" must not come back as a float
-        as_text = {c: str for c in ("key", "arch", "vector", "status", "reason", "node")}
         try:
-            trials = pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""], dtype=as_text)
-        except (pd.errors.ParserError, ValueError) as e:
-            raise UserError(f"{f} is damaged ({' '.join(str(e).split())}); repair or delete it") from None
-        if list(trials.columns) not in (TRIAL_COLUMNS, TRIAL_COLUMNS[:-1]):  # older runs lack rejected_before
-            raise UserError(f"{f} is damaged: its header is not {','.join(TRIAL_COLUMNS)}")
-        bad = (~trials["status"].isin(STATUSES) | trials[["key", "arch"]].isna().any(axis=1)
-               | (trials["trial"].to_numpy() != np.arange(len(trials)))
-               | ~trials["vector"].map(_is_json_list).astype(bool)
-               | (trials["status"] == "ok") & trials[["accuracy", "latency_ms"]].isna().any(axis=1))
-        if bad.any():
-            raise UserError(f"{f} is damaged at line {bad.to_numpy().argmax() + 2}; repair or delete it")
-        return trials.astype({"reason": str}).reindex(columns=TRIAL_COLUMNS)
+            return _parse_trials(f, text)
+        except UserError as damaged:
+            head = text.rstrip("\n").rpartition("\n")[0]  # the header and every row but the last
+            try:
+                trials = _parse_trials(f, head + "\n") if head else None
+            except UserError:
+                trials = None
+            if trials is None:  # damage before the last row (or in the header)
+                raise damaged from None
+        if f not in self._reported_torn:  # once per command: trials() is read more than once
+            self._reported_torn.add(f)
+            print(f"warning: {f}: its last row (line {len(trials) + 2}) is cut short; dropped, "
+                  f"so a resumed search runs that trial again", file=sys.stderr, flush=True)
+        return trials
 
     def reference(self) -> pd.DataFrame | None:
         f = self / "reference.csv"

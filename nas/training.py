@@ -26,6 +26,9 @@ from search_spaces.ir import Arch
 from search_spaces.proxy import for_proxy
 
 
+#: the share of a one-cycle schedule's steps spent warming up (../shared/gt/README.md's recipe)
+ONECYCLE_PCT_START = 0.1
+
 #: on CUDA, steps between the host's checks that the loss is finite (each check waits for the GPU)
 CUDA_SYNC_EVERY = 50
 
@@ -41,7 +44,7 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 0.05
     optimizer: str = "sgd"            # sgd | rmsprop
-    schedule: str = "cosine"          # cosine | onecycle (10% warm-up to lr, then cosine down)
+    schedule: str = "cosine"          # cosine | onecycle (10% warm-up to lr, then cosine down; under 11 steps: cosine)
     weight_decay: float = 4e-5
     label_smoothing: float = 0.1
     flip: bool = True                 # off for data where mirroring changes the label (digits)
@@ -107,8 +110,14 @@ def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, total: int):
     if cfg.schedule == "cosine":
         return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
     if cfg.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.1,
-                                                   cycle_momentum=False)
+        if ONECYCLE_PCT_START * total > 1:
+            return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total,
+                                                       pct_start=ONECYCLE_PCT_START, cycle_momentum=False)
+        # Too short to warm up (fewer than 11 steps): torch's OneCycleLR ends its warm-up at step
+        # pct_start * total - 1, which is then 0 (10 steps: it divides by zero) or negative (it skips
+        # the warm-up and spends the last step, the only one of a 1-step run, at lr / 25e4). Instead:
+        # no warm-up, and a cosine from lr down that stays positive on every step taken.
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
     raise ValueError(f"unknown schedule {cfg.schedule!r} (cosine or onecycle)")
 
 

@@ -78,6 +78,9 @@ def test_quick_pipeline_end_to_end_and_resumes(tmp_path):
     assert two.loc["searched_pixel_cpu", "pixel_cpu_ms"] == pytest.approx(start)
     md = (results / "cifar10_vs_mobilenetv3_quick.md").read_text()
     assert md.startswith("# QUICK") and "searched_second" in md
+    # results name paths relative to the repository: the second target is the pixel_cpu table file
+    assert "`latency_tables/data/pixel_cpu_mnv3.csv`" in md
+    assert str(ROOT) not in md and str(ROOT) not in (results / "cifar10_vs_mobilenetv3_quick_2x2.csv").read_text()
     assert (results / "cifar10_vs_mobilenetv3_quick.png").stat().st_size > 0
 
     # a second invocation resumes: every stage is skipped, nothing is trained again

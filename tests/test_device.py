@@ -48,10 +48,31 @@ def test_cuda_without_cuda_is_a_user_error(spec):
         resolve_device(spec)
 
 
+@without_cuda
+def test_cuda_n_without_cuda_names_the_gpus_present():
+    with pytest.raises(UserError, match=r"^device 'cuda:1': CUDA is not available here .*; GPUs present: none$"):
+        resolve_device("cuda:1")
+
+
 @needs_cuda
 def test_cuda_index_beyond_the_devices_is_a_user_error():
-    with pytest.raises(UserError, match="CUDA device"):
+    with pytest.raises(UserError, match=r"CUDA device\(s\): cuda:0 \("):
         resolve_device(f"cuda:{torch.cuda.device_count()}")
+
+
+def test_a_chosen_gpu_is_not_asked_of_ray_and_reaches_the_trial():
+    """With cuda:N, Ray assigns no GPU (it would narrow CUDA_VISIBLE_DEVICES to its own pick), and the
+    trials' job names cuda:N; auto and cuda still take Ray's GPU."""
+    from types import SimpleNamespace
+
+    from nas.search import trial_resources
+
+    cluster = {"CPU": 8, "GPU": 2}
+    chosen = SimpleNamespace(workers=1, device="cuda:1", gpus_per_trial=None, cpus_per_trial=None)
+    assert trial_resources(chosen, cluster) == ({"cpu": 8, "gpu": 0}, "cuda:1")
+    assert trial_resources(chosen, {"CPU": 8}) == ({"cpu": 8, "gpu": 0}, "cuda:1")
+    ray_picks = SimpleNamespace(workers=2, device="cuda", gpus_per_trial=None, cpus_per_trial=None)
+    assert trial_resources(ray_picks, cluster) == ({"cpu": 4, "gpu": 1}, "cuda")
 
 
 def test_saved_candidate_weights_are_cpu_tensors_and_load_anywhere(tmp_path):
@@ -116,7 +137,10 @@ TINY_SEARCH = ["--steps", "1", "--train-subset", "64", "--resolution", "16", "--
 
 @pytest.mark.parametrize("argv, message", [
     (["search", "--device", "tpu"], "unknown device"),
-    (["search", "--device", "cuda:1"], "Ray gives each trial its GPU"),
+    (["search", "--device", "cuda:1", "--workers", "2"], "use --workers 1, or --device cuda"),
+    (["search", "--device", "cuda:0", "--address", "127.0.0.1:1"], "trials run on the cluster's nodes"),
+    (["search", "--device", "cuda:0", "--gpus-per-trial", "1"], "drop --gpus-per-trial"),
+    *([(["search", "--device", "cuda:1"], "GPUs present: none")] if not CUDA else []),
     (["search", "--gpus-per-trial", "0.5", "--device", "cpu"], "drop one of them"),
     (["search", "--gpus-per-trial", "1.5"], "fraction in [0, 1]"),
     (["search", "--cpus-per-trial", "0"], "at least 1"),
@@ -142,6 +166,18 @@ def test_cuda_on_train_and_refine_without_cuda_is_one_line(capsys, tmp_path):
     assert len(lines) == 2 and all("CUDA is not available" in line for line in lines)
 
 
+@needs_cuda
+def test_search_on_a_chosen_gpu_trains_there_and_records_it(tmp_path):
+    from nas.cli import main
+
+    run, chosen = tmp_path / "run", f"cuda:{torch.cuda.device_count() - 1}"  # the last: not the default one
+    assert main(["search", "--device", chosen, "--trials", "1", "--out", str(run), *TINY_SEARCH]) == 0
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["device"] == chosen and cfg["device_info"]["device"] == chosen
+    header, row = (run / "trials.csv").read_text().splitlines()
+    assert header.endswith(",device") and row.endswith(f",{chosen}") and ",ok," in row
+
+
 def test_search_with_device_cpu_records_it(tmp_path):
     from nas.cli import main
 
@@ -153,3 +189,5 @@ def test_search_with_device_cpu_records_it(tmp_path):
     assert cfg["device_info"]["device"] == "cpu" and cfg["device_info"]["torch"] == torch.__version__
     assert "- device `cpu`: cpu (" in (run / "summary.md").read_text()
     assert (run / "trials.csv").read_text().count("\n") == 2 and ",ok," in (run / "trials.csv").read_text()
+    assert (run / "trials.csv").read_text().splitlines()[0].endswith(",device") and \
+        (run / "trials.csv").read_text().splitlines()[1].endswith(",cpu")  # the device the trial trained on

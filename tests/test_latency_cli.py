@@ -25,11 +25,19 @@ def test_predict_json_and_breakdown(capsys):
     assert code == 0 and "block14" in out and "network" in out and "total:" in out
 
 
+def test_a_modelled_table_predicts_other_resolutions(capsys):
+    """pixel_cpu's rows are a per-op model's estimates: it answers at 192 px (and at 32 px for
+    nasbench_macro) with its scale-only end-to-end term, less than at 224 px."""
+    code, out, _ = run(capsys, "latency", "predict", "--target", "pixel_cpu",
+                       reference("mobilenet_v2").replace(resolution=192).to_string(), "--json")
+    at_192 = json.loads(out)["latency_ms"]
+    _, out, _ = run(capsys, "latency", "predict", "--target", "pixel_cpu", "mobilenet_v2", "--json")
+    assert code == 0 and 0 < at_192 < json.loads(out)["latency_ms"]
+
+
 @pytest.mark.parametrize("argv,message", [
     (["latency", "predict", "--target", "pixel_phone", "mobilenet_v2"], "unknown latency target 'pixel_phone'"),
     (["latency", "predict", "--target", "pixel_cpu", "mobilenet_v9"], "unknown architecture"),
-    (["latency", "predict", "--target", "pixel_cpu",
-      reference("mobilenet_v2").replace(resolution=192).to_string()], "224x224 inputs"),
     (["latency", "build", "--device", "x", "--space", "mnv4"], "unknown search space"),
     (["latency", "build", "--device", "x", "--threads", "0", "--out", "/nonexistent/t.csv"], "at least 1"),
     (["latency", "build", "--device", "x", "--runner", "command"], "needs --command"),
@@ -82,3 +90,47 @@ def test_entry_point_exit_status():
     proc = subprocess.run([sys.executable, "-m", "nas.cli", "latency", "predict", "--target", "nope", "mobilenet_v2"],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.startswith("nas: error: unknown latency target")
+
+
+def by_node_count(self, models):
+    """No timing: a model takes 0.01 ms per graph node (as test_latency_measure's NodeCountRunner)."""
+    return [[0.01 * len(m.graph.node)] * 3 for m in models]
+
+
+def test_validate_another_space_calibrates_on_that_space(tmp_path, monkeypatch, capsys):
+    """`--space X` on a table of another space: the networks timed, and those the table fits its
+    end-to-end term on at first use, are X's (the term was fitted on the table's own space)."""
+    import latency_tables.missing
+    from latency_tables import LatencyTable
+    from latency_tables.measure import OnnxRuntimeRunner
+    from latency_tables.table import new_metadata
+
+    monkeypatch.setattr(OnnxRuntimeRunner, "measure", by_node_count)
+    calibrated, fit = [], latency_tables.missing.calibrate_table
+
+    def on_few_networks(table, space, runner, networks, **kwargs):
+        calibrated.append(space.name)
+        return fit(table, space, runner, 8, **kwargs)
+
+    monkeypatch.setattr(latency_tables.missing, "calibrate_table", on_few_networks)
+    table = tmp_path / "t.csv"
+    LatencyTable(None, new_metadata("local_cpu", "mnv3", 32, 1)).save(table)  # this machine's, empty, no term
+    code, out, err = run(capsys, "latency", "validate", "--table", str(table), "--space", "mnv3_small",
+                         "--samples", "2")
+    assert code == 0 and out.startswith("2 networks: RMSE"), err
+    assert calibrated == ["mnv3_small"] and "random mnv3_small networks once" in err
+
+
+def test_validate_another_space_on_a_table_that_cannot_fill_its_ops_is_one_line(tmp_path, capsys):
+    from latency_tables import LatencyTable, arch_ops
+    from latency_tables.table import new_metadata, op_row
+    from search_spaces.space import get_space
+
+    arch = get_space("mnv3").decode(get_space("mnv3").sample(__import__("random").Random(0))).replace(resolution=32)
+    stats = {"mean_ms": 1.0, "median_ms": 1.0, "p10_ms": 1.0, "p90_ms": 1.0, "std_ms": 0.0, "count": 1}
+    rows = [op_row(op, stats, "measured") for op in dict.fromkeys(op for _, op in arch_ops(arch))]
+    table = tmp_path / "phone.csv"  # measured elsewhere, no op model: it answers for its own ops only
+    LatencyTable(rows, new_metadata("phone", "mnv3", 32, 1, runtime="tflite", cpu="arm", cores=8)).save(table)
+    code, _, err = run(capsys, "latency", "validate", "--table", str(table), "--space", "mnv3_small", "--samples",
+                       "2", "--runner", "command", "--command", "echo 1 {model}")
+    assert code == 2 and err.count("\n") == 1 and "is not in the latency table of device 'phone'" in err

@@ -1,4 +1,5 @@
 """Nothing lost: a search killed with SIGKILL resumes with no finished trial lost or run twice."""
+import io
 import json
 import os
 import signal
@@ -74,3 +75,48 @@ def test_hex_keys_and_nodes_read_back_as_text(tmp_path):
     run.record(rows, {})
     back = run.trials()
     assert back["key"].tolist() == ["1234e567", "00000001"] and back["node"].tolist() == ["00000012", "5e000000"]
+
+
+def test_a_torn_last_row_is_dropped_said_once_and_run_again(tmp_path):
+    """A copy cut trials.csv inside the last row's arch field (the newline kept): `--resume` drops
+    that row with one line on stderr and runs its trial again; the controller, which saw it, is rebuilt."""
+    run = tmp_path / "run"
+    first = nas("search", "--out", str(run), "--trials", "3", "--controller", "random", *TINY)
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err[-2000:]
+    text = (run / "trials.csv").read_text()
+    last = text.rstrip("\n").rfind("\n") + 1
+    (run / "trials.csv").write_text(text[:text.index("|stem:", last) + 8] + "\n")
+    assert torch.load(run / "controller.pt", weights_only=True)["n_trials"] == 3
+    kept = pd.read_csv(io.StringIO(text[:last]))
+
+    resumed = nas("search", "--resume", str(run), "--quiet")
+    try:
+        out, err = resumed.communicate(timeout=300)
+    finally:
+        if resumed.poll() is None:
+            os.killpg(resumed.pid, signal.SIGKILL)
+    assert resumed.returncode == 0, err[-2000:]
+    warned = [line for line in err.splitlines() if "cut short" in line]
+    assert len(warned) == 1 and "line 4" in warned[0] and "Traceback" not in err, err[-2000:]
+    after = RunDir(run).trials()
+    assert after["trial"].tolist() == [0, 1, 2] and (after["status"] == "ok").all()
+    assert after["key"].iloc[:2].tolist() == kept["key"].tolist()  # the whole rows are kept as they were
+    assert after["device"].tolist() == ["cpu"] * 3  # the device each trial trained on is recorded
+    assert torch.load(run / "controller.pt", weights_only=True)["n_trials"] == 3
+    assert (run / "trials.csv").read_text().count("\n") == 4  # rewritten whole: header and three rows
+
+
+def test_trials_csv_of_older_runs_without_device_or_rejected_before_still_loads(tmp_path):
+    run = RunDir(tmp_path)
+    rows = pd.DataFrame([{c: None for c in TRIAL_COLUMNS}
+                         | {"trial": i, "key": f"k{i}", "arch": "a", "vector": "[0]", "status": "failed",
+                            "device": "cpu"}
+                         for i in range(2)])
+    for columns in (TRIAL_COLUMNS[:-1], TRIAL_COLUMNS[:-2]):  # before the device column; before rejected_before
+        rows[columns].to_csv(run / "trials.csv", index=False)
+        back = run.trials()
+        assert list(back.columns) == TRIAL_COLUMNS and back["key"].tolist() == ["k0", "k1"]
+        assert back["device"].isna().all()
+    run.record(rows, {})
+    assert run.trials()["device"].tolist() == ["cpu", "cpu"]

@@ -112,6 +112,32 @@ def test_onecycle_warms_up_to_lr_then_anneals():
         make_scheduler(opt, TrainConfig(schedule="step"), 100)
 
 
+@pytest.mark.parametrize("total", [1, 2, 3, 9, 10, 11])
+def test_onecycle_of_a_few_steps_has_a_finite_positive_lr_on_every_step(total):
+    """torch's OneCycleLR divides by zero at 10 steps and spends a 1-step run at lr / 25e4."""
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.4, momentum=0.9)
+    sched = make_scheduler(opt, TrainConfig(lr=0.4, schedule="onecycle"), total)
+    lrs = []
+    for _ in range(total):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert all(np.isfinite(lr) and 0 < lr <= 0.4 for lr in lrs)
+    if total <= 10:  # too short to warm up: every step takes a real share of lr, the first all of it
+        assert lrs[0] == pytest.approx(0.4) and min(lrs) > 0.4 / 100
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3])
+def test_onecycle_training_of_a_few_steps_runs(steps):
+    data = load_data("digits", resolution=8, train_subset=64)
+    model = build_for_training(TINY, data)
+    before = [p.detach().clone() for p in model.parameters()]
+    result = train(model, data, TrainConfig(steps=steps, batch_size=32, lr=0.05, schedule="onecycle",
+                                            flip=False, recalibrate_images=0))
+    assert result["steps"] == steps and np.isfinite(result["train_loss"]) and 0 <= result["val_acc"] <= 1
+    assert any(not torch.equal(a, b.cpu()) for a, b in zip(before, model.parameters()))  # the lr moved them
+
+
 def test_divergence_is_reported():
     data = load_data("digits", resolution=16, train_subset=64)
     model = build_for_training(TINY, data)
