@@ -89,6 +89,18 @@ def copy_file(src: Path, dst: Path) -> None:
     atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
 
 
+#: an absolute path of a machine, as tests/test_relative_paths.py finds them in committed results
+MACHINE_PATH = re.compile(r"(?<![\w./-])/(?:work|home|tmp|root)(?![\w.-])(?:/[^\s'\"`,;:()\[\]]*)?")
+
+
+def _machine_path(match: re.Match) -> str:
+    path = match.group()
+    if "site-packages/" in path:
+        return "<site-packages>/" + path.split("site-packages/", 1)[1]
+    parts = path.strip("/").split("/")
+    return "<abs>" if len(parts) == 1 else "<abs>/" + parts[-1]
+
+
 def write_result(out: Path, **doc) -> None:
     """A worker's answer to the driver: status (ok | skipped | failed), reason, figures, files."""
     write_text(out / "result.json", json.dumps(doc, indent=2, default=str))
@@ -262,8 +274,7 @@ class Env:
             where = carry / "pylib" / dist
             if not have.get(tops[0]) and where.is_dir():
                 self.add(where)
-                self.notes.append(f"{dist}: not installed here, the copy carried in {where.relative_to(carry.parent)}"
-                                  if where.is_relative_to(carry.parent) else f"{dist}: carried copy {where}")
+                self.notes.append(f"{dist}: not installed here, the copy carried in {where}")
         self.stubs: list[str] = []
         if not have.get("matplotlib"):
             self.add(self.stub("matplotlib", MATPLOTLIB_STUB))
@@ -415,10 +426,33 @@ class Check:
         left = self.remaining()
         return min(left, max(left * weights[name] / sum(weights.values()), MIN_BUDGET_S))
 
+    def scrub(self, text: str) -> str:
+        """`text` without this machine's paths: results are read elsewhere (tests/test_relative_paths.py)."""
+        names = [(self.data_dir, "$DATA"), (self.work, "$TMP"), (Path(sys.executable), "python"),
+                 (self.env.carry, "$CARRY" if not self.env.carry.is_relative_to(ROOT) else None),
+                 (self.results, "$RESULTS" if not self.results.is_relative_to(ROOT) else None),
+                 (ROOT, "."), (ROOT.parent, "..")]
+        for path, name in names:
+            if path is not None and name is not None:
+                text = text.replace(f"{path}/", "" if name == "." else f"{name}/")
+                text = re.sub(re.escape(str(path)) + r"(?![\w.-])", lambda m, name=name: name, text)
+        return MACHINE_PATH.sub(_machine_path, text)
+
+    def publish(self, src: Path, dst: Path) -> None:
+        """A file into the results, its text without this machine's paths."""
+        data = src.read_bytes()
+        if b"\0" in data:
+            copy_file(src, dst)
+        else:
+            write_text(dst, self.scrub(data.decode("utf-8", errors="replace")))
+
     def record(self, step: str, status: str, seconds: float, budget: float, reason: str = "", figures: str = "",
                command: str = "", log: str = "") -> None:
+        reason, figures, command = self.scrub(reason), self.scrub(figures), self.scrub(command)
         row = {"device": self.device, "step": step, "status": status, "seconds": round(seconds, 1),
                "budget_s": round(budget, 1), "reason": reason, "figures": figures, "command": command, "log": log}
+        if log and (self.logs / log).is_file():  # written as the step ran; now without this machine's paths
+            self.publish(self.logs / log, self.logs / log)
         self.rows.append(row)
         print(f"[{step}] {status} in {seconds:.1f} s (budget {budget:.0f} s)" + (f": {reason}" if reason else "")
               + (f"\n    {figures}" if figures else ""), flush=True)
@@ -436,14 +470,11 @@ class Check:
         return self.py(Path(__file__).resolve(), *args)
 
     def shown(self, argv: list[str]) -> str:
-        """A command as someone reruns it: python, repo-relative paths, $DATA for the decoded arrays."""
+        """A command as someone reruns it: python, repo-relative paths, $DATA for the decoded arrays, $TMP."""
         argv = [str(a) for a in argv]
         if argv[1:4] == [str(Path(__file__).resolve()), "_worker", "nas"]:
             argv = [argv[0], "-m", "nas.cli", *argv[4:]]
-        text = shlex.join(["python", *argv[1:]])
-        if self.data_dir:
-            text = text.replace(str(self.data_dir), "$DATA")
-        return text.replace(str(self.work), "$TMP").replace(str(ROOT) + "/", "")
+        return self.scrub(shlex.join(["python", *argv[1:]]))
 
     def run_step(self, name: str, argv: list[str], budget: float, out: Path | None = None):
         """(status, reason, seconds, log) of one subprocess; a worker's result.json refines ok/skipped."""
@@ -579,7 +610,7 @@ class Check:
             src = out / f"train_throughput.{suffix}"
             if src.is_file():
                 dst = self.results / f"train_throughput_{self.slug}.{suffix}"
-                copy_file(src, dst)
+                self.publish(src, dst)
                 copied.append(dst.name)
         table = out / "train_throughput.csv"
         if table.is_file():
@@ -624,10 +655,10 @@ class Check:
             figures.append(f"{len(done)}/{len(rows)} trials ok in {seconds:.0f} s wall"
                            + (f"; seconds per trial {min(secs):.1f}-{max(secs):.1f}" if secs else "")
                            + (f"; validation accuracy {min(accs):.3f}-{max(accs):.3f}" if accs else ""))
-            copy_file(trials, self.results / f"search_{self.slug}_trials.csv")
+            self.publish(trials, self.results / f"search_{self.slug}_trials.csv")
             figures.append(f"files: search_{self.slug}_trials.csv")
             if (run_dir / "summary.md").is_file():
-                copy_file(run_dir / "summary.md", self.results / f"search_{self.slug}_summary.md")
+                self.publish(run_dir / "summary.md", self.results / f"search_{self.slug}_summary.md")
                 figures[-1] += f", search_{self.slug}_summary.md"
         if status == "ok" and not trials.is_file():
             status, reason = "failed", "the search wrote no trials.csv"
@@ -646,7 +677,7 @@ class Check:
         status, reason, seconds, log, doc = self.run_step("search_plain", argv, budget, out)
         figures = doc.get("figures", "")
         if (out / "candidates.csv").is_file():
-            copy_file(out / "candidates.csv", self.results / f"search_plain_{self.slug}.csv")
+            self.publish(out / "candidates.csv", self.results / f"search_plain_{self.slug}.csv")
             figures += f"; files: search_plain_{self.slug}.csv"
         self.record("search_plain", status, seconds, budget, reason, figures, self.shown(argv), log.name)
 
@@ -665,7 +696,7 @@ class Check:
             for row in csv.DictReader(epochs.open()):
                 figures.append(", ".join(f"{k} {float(v):.4g}" if re.fullmatch(r"[-+.\deE]+", v or "x") else
                                          f"{k} {v}" for k, v in row.items()))
-            copy_file(epochs, self.results / f"supernet_epoch_{self.slug}.csv")
+            self.publish(epochs, self.results / f"supernet_epoch_{self.slug}.csv")
             figures.append(f"files: supernet_epoch_{self.slug}.csv")
         else:  # cut short: the progress bar's last state says how far it got and how fast
             bars = re.findall(r"supernet:\s*\d+%\|[^|]*\|\s*(\d+)/(\d+) \[([^\]]+)\]", log.read_text(errors="replace"))
@@ -692,8 +723,8 @@ class Check:
               f"bf16 {'yes' if info.get('bf16') else 'no'}, {info.get('device_count')} device(s))" if self.cuda
               else "no CUDA device: CPU only" + (" (dry run: tiny settings, checks the code path only)"
                                                  if self.dry else ""))
-        command = "PYTHONPATH=. python experiments/device_check.py " + " ".join(
-            shlex.quote(a) for a in self.a.argv)
+        command = self.scrub("PYTHONPATH=. python experiments/device_check.py " + " ".join(
+            shlex.quote(a) for a in self.a.argv))
         missing = sorted(p for p in OPTIONAL if not info["packages"].get(p))
         md = [f"# Device check: {self.device}", "",
               f"- Device: {hw}",
@@ -703,12 +734,15 @@ class Check:
               + (" (dry run)" if self.dry else ""),
               f"- Reproduce: `{command.strip()}` (from the repository root; prepare the carried folder here with "
               "`python experiments/device_check.py --prepare`)",
-              f"- Data: {self.data_source}" + ("; `$DATA` below is the folder it was decoded to "
-                                               "(`python shared_carry/cifar10_compact/decode.py $DATA`)"
-                                               if self.data_dir else ""),
-              *[f"- {note}" for note in self.env.notes],
+              f"- Data: {self.scrub(self.data_source)}" + (
+                  "; `$DATA` below is the folder of its arrays" + (
+                      " (`python shared_carry/cifar10_compact/decode.py $DATA`)" if "decode.py" in self.data_source
+                      else "") + ", `$TMP` the check's temporary folder" if self.data_dir else ""),
+              *[f"- {self.scrub(note)}" for note in self.env.notes],
               f"- Logs: `{self.logs.name}/`", "",
               "| step | status | seconds | budget s | reason |", "|---|---|---:|---:|---|"]
+        if not self.results.is_relative_to(ROOT):
+            md.insert(md.index(f"- Logs: `{self.logs.name}/`"), "- `$RESULTS`: the folder these files were written to")
         for r in self.rows:
             md.append(f"| {r['step']} | {r['status']} | {r['seconds']} | {r['budget_s']} | "
                       f"{r['reason'].replace('|', '/')} |")
