@@ -194,7 +194,7 @@ def test_a_lazily_filled_table_ends_calibrated(tmp_path, capsys):
     arch = archs(1)[0]
     ms = table.query_total(arch)
     err = capsys.readouterr().err
-    assert "end-to-end term not calibrated; timing 8 random mnv3 networks once" in err
+    assert "end-to-end term at 32 px not calibrated; timing 8 random mnv3 networks once" in err
     assert "nas latency build --device local_cpu --space mnv3" in err
     term = table.network_term
     assert term["calibrated"] and term["networks"] == 8 and np.isfinite(term["fit_rmspe_pct"])

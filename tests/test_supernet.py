@@ -165,7 +165,7 @@ def test_a_supernet_scored_search(trained, tmp_path):
 
 @pytest.mark.parametrize("evaluator, message", [
     ("supernet:/nonexistent/sn", "supernet settings not found"),
-    ("magic", "--evaluator must be 'train' or 'supernet:DIR'"),
+    ("magic", "unknown evaluator 'magic' (known: train, supernet, benchmark"),
 ])
 def test_a_bad_evaluator_is_one_line(evaluator, message, tmp_path, capsys):
     assert main(["search", "--evaluator", evaluator, "--out", str(tmp_path / "run"), "--quiet"]) == 2
