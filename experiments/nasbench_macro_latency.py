@@ -102,7 +102,7 @@ def main() -> None:
             {"table": "pixel_cpu (another device: rank only)",
              "kendall_tau": float(kendalltau(nets.pixel_cpu_table_ms, nets.local_cpu_measured_ms).statistic)}]
     flops_tau = float(kendalltau(nets.flops, nets.local_cpu_measured_ms).statistic)
-    summary = pd.DataFrame(rows)
+    summary = pd.DataFrame(rows).assign(n=len(nets))  # an int column, also on the rank-only row
     lines = ["# NAS-Bench-Macro: latency of every network", "",
              f"{len(nets)} distinct networks at 32x32, batch 1, 1 thread, onnxruntime "
              f"{local.metadata.get('runtime_version')} on {local.metadata.get('cpu')}; measured end to end "

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from latency_tables.anchor import anchored, new_anchor
 from latency_tables.measure import Budget, summarize
 from latency_tables.ops import Op, arch_ops, op_onnx, parse_key, space_ops
 from latency_tables.table import LatencyTable, new_metadata, op_row, validate_network_term
@@ -124,6 +125,7 @@ def calibrate_table(table: LatencyTable, space, runner, networks: int = CALIBRAT
     resolution), timing first the ops of theirs the table lacks. One path for a build and for a
     table that fills itself on first use (`missing.Measure`), so both end with the same term."""
     r = resolution or table.metadata.get("resolution") or space.resolution
+    runner = anchored(runner, table.metadata)
     archs = random_archs(space, networks, seed + 1, r)
     missing = list(dict.fromkeys(op for a in archs for _, op in arch_ops(a) if op.key not in table))
     with tqdm(total=len(missing) + networks, unit="model", desc=f"calibrate {table.metadata.get('device')}",
@@ -157,7 +159,8 @@ def build_table(space, device: str, out: str | Path, runner, resolution: int | N
                                                          "cpu": "unknown", "cores": None}
         table = LatencyTable(None, new_metadata(device, space.name, r, threads, runner=runner.name,
                                                 clock=runner.clock_name, precision=runner.precision,
-                                                complete=False, **extra))
+                                                complete=False, anchor=new_anchor(), **extra))
+    runner = anchored(runner, table.metadata)
     todo = [op for op in (ops if ops is not None else space_ops(space, r)) if op.key not in table]
     random.Random(seed).shuffle(todo)  # mix big and small ops in every interleaved chunk
     started = time.time()

@@ -111,9 +111,13 @@ def validate(args) -> int:
         raise UserError(f"the table was measured with {table.metadata.get('threads')} thread(s); use the same --threads")
     # whole networks are timed in the table's precision (int8: each one quantized, like its ops)
     stats, _ = validate_table(table, space, _runner(args, table.precision), args.samples, args.seed, args.out)
-    print(f"{stats['n']} networks: RMSE {stats['rmse_ms']:.3f} ms, RMSPE {stats['rmspe_pct']:.2f}%, "
+    print(f"{stats['n']} networks, absolute: RMSE {stats['rmse_ms']:.3f} ms, RMSPE {stats['rmspe_pct']:.2f}%, "
           f"within 5% {stats['within_5pct']:.0%}, within 10% {stats['within_10pct']:.0%}, "
           f"Kendall tau {stats['kendall_tau']:.3f}")
+    if "anchor_ms" in stats:
+        print(f"relative to the anchor (timed {stats['anchor_ms']:.3f} ms now, {stats['anchor_level_ms']:.3f} ms "
+              f"at the table's level): RMSPE {stats['anchor_rmspe_pct']:.2f}%, within 5% "
+              f"{stats['anchor_within_5pct']:.0%}, within 10% {stats['anchor_within_10pct']:.0%}")
     return 0
 
 

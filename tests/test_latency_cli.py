@@ -117,7 +117,7 @@ def test_validate_another_space_calibrates_on_that_space(tmp_path, monkeypatch, 
     LatencyTable(None, new_metadata("local_cpu", "mnv3", 32, 1)).save(table)  # this machine's, empty, no term
     code, out, err = run(capsys, "latency", "validate", "--table", str(table), "--space", "mnv3_small",
                          "--samples", "2")
-    assert code == 0 and out.startswith("2 networks: RMSE"), err
+    assert code == 0 and out.startswith("2 networks, absolute: RMSE"), err
     assert calibrated == ["mnv3_small"] and "random mnv3_small networks once" in err
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from latency_tables import LatencyTable, arch_ops, load_target
+from latency_tables.anchor import anchor_onnx
 from latency_tables.build import build_table, measure_ops
 from latency_tables.measure import Budget, CommandRunner, OnnxRuntimeRunner
 from latency_tables.missing import Measure
@@ -77,14 +78,14 @@ def test_the_runner_creates_a_spare_session_after_the_timed_ones():
 
 
 class CountingRunner(OnnxRuntimeRunner):
-    """Counts the models it times, to check that a resumed build skips finished ops."""
+    """Counts the models it times but the anchor, to check that a resumed build skips finished ops."""
 
     def __init__(self, *a, **k):
         super().__init__(*a, **k)
         self.timed = 0
 
     def measure(self, models):
-        self.timed += len(models)
+        self.timed += sum(m is not anchor_onnx() for m in models)
         return super().measure(models)
 
 

@@ -109,3 +109,17 @@ def test_a_controller_that_never_fits_stops_the_search_cleanly():
             pass
     vector, rejected = Screen(LatencyWindow(0.85, 1.0, T), latency_ms, max_proposals=5).propose(Stubborn(), "0")
     assert vector is None and rejected == 5
+
+
+@pytest.mark.parametrize("name", ["tpe", "nsga2"])
+def test_optuna_samplers_learn_where_the_window_lies(name):
+    """A rejection is told to Optuna as an infeasible trial, so the sampler soon stops proposing
+    out-of-window networks. Told as a failed trial (before), it taught the sampler nothing: over
+    the first 20 trained candidates TPE then drew 0.67x and NSGA-II 0.57x random search's
+    rejections; now 0.27x and 0.2x (3 seeds)."""
+    window = LatencyWindow(0.85, 1.0, T)
+
+    def rejections(controller):
+        return sum(sum(screened_search(controller, window, trials=20, seed=seed)[1]) for seed in range(3))
+
+    assert rejections(name) < 0.4 * rejections("random")

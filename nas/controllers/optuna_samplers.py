@@ -1,7 +1,9 @@
 """Optuna's TPE and NSGA-II samplers over a space's decisions, through Optuna's ask/tell API.
 
 Each decision is a categorical over its choice indices. The state is the list of finished
-trials; restoring replays them into a fresh study whose sampler is reseeded past them.
+trials; restoring replays them into a fresh study whose sampler is reseeded past them. A
+proposal outside the latency window is told as an infeasible trial (Optuna's constraint API),
+so both samplers rank it below every feasible one and learn where the window lies.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from optuna.trial import TrialState, create_trial
 from nas.controllers.base import Controller
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+EXCESS = "latency_window_excess"  # the constraint a rejected proposal violates (> 0: outside)
 
 
 class OptunaController(Controller):
@@ -48,8 +51,13 @@ class OptunaController(Controller):
             self.study.tell(trial, list(values))
 
     def reject(self, key, vector, excess) -> None:
-        # infeasible: the sampler draws again; not kept in the state (only trained trials are)
-        self.study.tell(self.pending.pop(key), state=TrialState.FAIL)
+        # A failed trial teaches the samplers nothing, so TPE kept proposing out-of-window networks
+        # (hundreds of draws per candidate at tight budgets). Infeasible with its excess as the
+        # violation, it falls below every feasible trial, the further out the lower; its value is
+        # never compared. Not kept in the state: only trained trials are.
+        trial = self.pending.pop(key)
+        trial.set_constraint(EXCESS, float(excess))
+        self.study.tell(trial, [0.0] * self.n_objectives)
 
     def _frozen(self, vector, values):
         params = dict(zip(self.distributions, vector))
