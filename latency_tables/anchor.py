@@ -1,19 +1,20 @@
-"""The anchor: one fixed network timed with every batch a table measures, so that its times are
-relative to it and a validation compares like with like.
+"""The anchor: one fixed network timed among the whole networks a table is calibrated on and
+among those a validation times, so that a validation can divide out the machine's speed.
 
 On a shared VM the same networks' median moves by up to 17% from minute to minute while every
 network moves together (`experiments/latency_fresh_vs_build.py`: tau about 0.9 between any two
-tables). A table's ops measured in different minutes are then off against each other, and a
-validation an hour later is off against all of them. A search states its budget against a
-reference network timed with the same table (T = MobileNetV3-Large's latency by default), so
-what it needs is latency relative to the machine's speed of the moment.
+tables), so a validation an hour after a table's calibration is off by the machine's drift,
+whatever the table. A search states its budget against a reference network timed with the same
+table (T = MobileNetV3-Large's latency by default): what it depends on is latency relative to
+the machine's speed of the moment. The end-to-end term records the anchor's time among its
+calibration networks (`anchor_ms`: the table's level); a validation times the anchor among its
+networks too and reports the error both absolute and at the table's level (`relative`).
 
-A table with an anchor (`metadata["anchor"]`) times it interleaved with every batch of ops and
-of calibration networks (`Anchored`), and scales the batch by `level_ms / anchor_ms`: its times
-are anchor-relative, stated at the level of the anchor's first timing (`level_ms`, the table's
-absolute level; `latest_ms` is the latest timing, so a reader sees how far the machine has
-moved since). A validation times the anchor with its networks too and reports both errors
-(`latency_tables.validate`).
+The anchor is timed among whole networks only, not with the chunks of ops: between ops its time
+depends on what ran before it (0.35-0.78 ms across chunks of 8-40 random ops, against 0.27 ms
+alone, while one op moved 6%), and scaling each chunk by it made a fresh table's ranking worse
+(Kendall tau 0.92 -> 0.66 on 40 mnv3 networks). Among networks it runs in the same company at
+calibration and at validation.
 """
 from __future__ import annotations
 
@@ -21,14 +22,9 @@ import functools
 
 import numpy as np
 
-#: the anchor network: MobileNetV3-Small, 10 classes, at 64 px (about 1 ms on one core here: as
-#: cheap to time as a mid-sized op, and built of the same kinds of layers as the spaces)
+#: the anchor network: MobileNetV3-Small, 10 classes, at 64 px (a fraction of a millisecond on
+#: one core here, built of the same kinds of layers as the spaces)
 ANCHOR_NAME = "mobilenet_v3_small-10cls-64px"
-
-
-def new_anchor() -> dict:
-    """A new table's anchor entry; its level is set by the first batch it times."""
-    return {"network": ANCHOR_NAME}
 
 
 @functools.lru_cache(maxsize=1)
@@ -39,48 +35,11 @@ def anchor_onnx():
     return export_onnx(reference("mobilenet_v3_small").replace(num_classes=10, resolution=64))
 
 
-def is_anchored(metadata: dict) -> bool:
-    anchor = metadata.get("anchor")
-    return bool(anchor) and anchor.get("network") == ANCHOR_NAME
+def level_of(term: dict) -> float | None:
+    """The anchor's time when `term` was fitted (None for terms fitted before the anchor)."""
+    return term.get("anchor_ms") if term.get("anchor_network") == ANCHOR_NAME else None
 
 
-class Anchored:
-    """A runner that times the anchor with every batch of models and returns the models' samples
-    at the table's level (`level_ms / anchor_ms` of the same batch), recording the timing in the
-    table's metadata. With `scale=False` it only records the timing (`last_ms`): a validation
-    keeps its networks' absolute times and divides the level out itself."""
-
-    def __init__(self, runner, metadata: dict, scale: bool = True):
-        self.runner, self.metadata, self.scale = runner, metadata, scale
-        self.last_ms: float | None = None
-
-    def __getattr__(self, name):  # name, precision, threads, version, clock_name: the runner's
-        return getattr(self.runner, name)
-
-    @property
-    def budget(self):
-        return self.runner.budget
-
-    @budget.setter
-    def budget(self, value):
-        self.runner.budget = value
-
-    def measure(self, models: list) -> list[list[float]]:
-        samples = self.runner.measure([anchor_onnx(), *models])
-        self.last_ms = float(np.median(samples[0]))
-        anchor = self.metadata["anchor"]
-        anchor.setdefault("level_ms", self.last_ms)
-        anchor["latest_ms"] = self.last_ms
-        factor = anchor["level_ms"] / self.last_ms if self.scale else 1.0
-        return [[x * factor for x in s] for s in samples[1:]]
-
-
-def anchored(runner, metadata: dict):
-    """`runner` wrapped to time the anchor when the table has one; else `runner` itself (tables
-    built before the anchor, and tables of other devices' published data, stay as they were)."""
-    return Anchored(runner, metadata) if is_anchored(metadata) and not isinstance(runner, Anchored) else runner
-
-
-def relative(measured_ms, anchor_ms: float, level_ms: float) -> np.ndarray:
+def at_level(measured_ms, anchor_ms: float, level_ms: float) -> np.ndarray:
     """Times measured beside an anchor timing of `anchor_ms`, brought to a table's level."""
     return np.asarray(measured_ms, float) * (level_ms / anchor_ms)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from latency_tables.anchor import anchored, new_anchor
+from latency_tables.anchor import ANCHOR_NAME, anchor_onnx
 from latency_tables.measure import Budget, summarize
 from latency_tables.ops import Op, arch_ops, op_onnx, parse_key, space_ops
 from latency_tables.table import LatencyTable, new_metadata, op_row, validate_network_term
@@ -43,12 +43,22 @@ def measure_ops(ops: list[Op], runner) -> list[dict]:
 
 def measure_networks(archs, runner) -> np.ndarray:
     """Median end-to-end latency (ms) of whole networks, timed interleaved like the ops."""
+    return _network_medians(archs, runner, anchor=False)
+
+
+def measure_networks_with_anchor(archs, runner) -> tuple[np.ndarray, float]:
+    """`measure_networks`, and the median of the anchor network timed among them (see `anchor`)."""
+    medians = _network_medians(archs, runner, anchor=True)
+    return medians[1:], float(medians[0])
+
+
+def _network_medians(archs, runner, anchor: bool) -> np.ndarray:
     from search_spaces.onnx_export import export_onnx
 
     if hasattr(runner, "budget"):
         saved, runner.budget = runner.budget, NETWORK_BUDGET
     try:
-        samples = runner.measure([export_onnx(a) for a in archs])
+        samples = runner.measure([anchor_onnx()] * anchor + [export_onnx(a) for a in archs])
     finally:
         if hasattr(runner, "budget"):
             runner.budget = saved
@@ -59,14 +69,16 @@ def fit_network_term(table: LatencyTable, archs, runner, resolution: int | None 
     """Time whole networks and fit the end-to-end term on them (see `fit_term`): the fullest
     form whose term the table accepts. Few or noisy networks can make least squares trade the
     terms against each other (a negative scale, an op with a negative in-network latency); a
-    simpler form is then the honest fit, and the term records which one was used."""
-    features, measured = network_features(table, archs), measure_networks(archs, runner)
+    simpler form is then the honest fit, and the term records which one was used, and the anchor's
+    time among the networks (the table's level, see `anchor`)."""
+    features = network_features(table, archs)
+    measured, anchor_ms = measure_networks_with_anchor(archs, runner)
     reasons = []
     for form in TERM_FORMS:
         term = fit_term(*features, measured, form=form)
         try:
             check_term(table, term, f"form {term['form']}", resolution)
-            return term
+            return {**term, "anchor_network": ANCHOR_NAME, "anchor_ms": anchor_ms}
         except UserError as e:
             reasons.append(str(e))
     raise UserError(f"no end-to-end term fits the {len(archs)} networks timed whole (last: {reasons[-1]}); "
@@ -125,7 +137,6 @@ def calibrate_table(table: LatencyTable, space, runner, networks: int = CALIBRAT
     resolution), timing first the ops of theirs the table lacks. One path for a build and for a
     table that fills itself on first use (`missing.Measure`), so both end with the same term."""
     r = resolution or table.metadata.get("resolution") or space.resolution
-    runner = anchored(runner, table.metadata)
     archs = random_archs(space, networks, seed + 1, r)
     missing = list(dict.fromkeys(op for a in archs for _, op in arch_ops(a) if op.key not in table))
     with tqdm(total=len(missing) + networks, unit="model", desc=f"calibrate {table.metadata.get('device')}",
@@ -159,8 +170,7 @@ def build_table(space, device: str, out: str | Path, runner, resolution: int | N
                                                          "cpu": "unknown", "cores": None}
         table = LatencyTable(None, new_metadata(device, space.name, r, threads, runner=runner.name,
                                                 clock=runner.clock_name, precision=runner.precision,
-                                                complete=False, anchor=new_anchor(), **extra))
-    runner = anchored(runner, table.metadata)
+                                                complete=False, **extra))
     todo = [op for op in (ops if ops is not None else space_ops(space, r)) if op.key not in table]
     random.Random(seed).shuffle(todo)  # mix big and small ops in every interleaved chunk
     started = time.time()

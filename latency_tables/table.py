@@ -239,13 +239,7 @@ class LatencyTable:
         except UserError:
             return
         if other.metadata.get("device") == self.metadata.get("device") and other.precision == self.precision:
-            new = other.df[~other.df["key"].isin(self._ms)]
-            mine, theirs = (t.metadata.get("anchor") or {} for t in (self, other))
-            if "level_ms" in theirs:
-                # another process started the same table at the same time and set its own level
-                mine.setdefault("level_ms", theirs["level_ms"])
-                new = new.assign(**{s: new[s] * (mine["level_ms"] / theirs["level_ms"]) for s in STATS if s.endswith("_ms")})
-            self.add_rows(new.to_dict("records"))
+            self.add_rows(other.df[~other.df["key"].isin(self._ms)].to_dict("records"))
             if other.network_term.get("calibrated") and not self.network_term.get("calibrated"):
                 self.metadata["network_term"] = other.network_term
             for r, term in (other.metadata.get("network_terms") or {}).items():

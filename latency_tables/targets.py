@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from latency_tables.anchor import is_anchored, new_anchor
 from latency_tables.missing import Measure, for_table
 from latency_tables.quantize import precision_suffix
 from latency_tables.table import LatencyTable, new_metadata
@@ -26,15 +25,14 @@ def local_cpu_path(threads: int = 1, precision: str = "fp32") -> Path:
 def local_cpu(threads: int = 1, space: str = "mnv3", resolution: int = 224, precision: str = "fp32") -> LatencyTable:
     """This machine's table of `precision`. Ops missing from it are measured on first use and
     written back to the cache; `nas latency build --device local_cpu [--precision int8]` fills it
-    (and fits its end-to-end term) in one go. A cache measured on a different machine, in
-    another precision, or before tables had an anchor (its times are not anchor-relative, see
-    `latency_tables.anchor`) is started afresh."""
+    (and fits its end-to-end term) in one go. A cache measured on a different machine, or in
+    another precision, is started afresh."""
     path = local_cpu_path(threads, precision)
     table = LatencyTable.load(path) if path.exists() else None
-    if table is None or not table.is_local or table.precision != precision or not is_anchored(table.metadata):
+    if table is None or not table.is_local or table.precision != precision:
         table = LatencyTable(None, new_metadata("local_cpu", space, resolution, threads, runner="onnxruntime",
                                                 clock="thread_cpu" if threads == 1 else "wall",
-                                                precision=precision, complete=False, anchor=new_anchor()))
+                                                precision=precision, complete=False))
         table.save(path)
     table.missing = Measure(threads, autosave=True, precision=precision)
     return table

@@ -1,8 +1,9 @@
 """Validating a table: time random networks end to end and compare with the table's prediction.
 
-A table with an anchor (`latency_tables.anchor`) is validated twice over: against the networks'
-absolute times, and against their times relative to the anchor timed among them (the machine's
-speed of the moment divided out, what a budget stated against a reference network depends on)."""
+A table whose end-to-end term records the anchor's time (`latency_tables.anchor`) is validated
+twice over: against the networks' absolute times, and against their times relative to the anchor
+timed among them (the machine's speed of the moment divided out, what a budget stated against a
+reference network depends on)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,8 +12,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import kendalltau
 
-from latency_tables.anchor import Anchored, is_anchored, relative
-from latency_tables.build import measure_networks, random_archs
+from latency_tables.anchor import at_level, level_of
+from latency_tables.build import measure_networks, measure_networks_with_anchor, random_archs
 
 
 def validate_table(table, space, runner, samples: int = 100, seed: int = 12345,
@@ -27,21 +28,19 @@ def validate_table(table, space, runner, samples: int = 100, seed: int = 12345,
     table.calibrate_if_able(r, space=space)
     archs = random_archs(space, samples, seed, r)
     predicted = np.array([table.query_total(a) for a in archs])
-    anchor = table.metadata.get("anchor") or {}
-    if is_anchored(table.metadata) and "level_ms" in anchor:
-        timer = Anchored(runner, table.metadata, scale=False)
-        measured = measure_networks(archs, timer)
-        at_level = relative(measured, timer.last_ms, anchor["level_ms"])
+    level = level_of(table.term_at(r))
+    if level is None:
+        measured = measure_networks(archs, runner)
     else:
-        timer, measured, at_level = None, measure_networks(archs, runner), None
+        measured, anchor_ms = measure_networks_with_anchor(archs, runner)
     df = pd.DataFrame({"arch": [a.to_string() for a in archs], "predicted_ms": predicted,
                        "measured_ms": measured, "rel_err": (predicted - measured) / measured})
     stats = agreement(predicted, measured)
-    if at_level is not None:
-        df["measured_at_table_level_ms"] = at_level
-        df["anchor_rel_err"] = (predicted - at_level) / at_level
-        stats.update({f"anchor_{k}": v for k, v in agreement(predicted, at_level).items() if k != "n"},
-                     anchor_ms=timer.last_ms, anchor_level_ms=anchor["level_ms"])
+    if level is not None:
+        df["measured_at_table_level_ms"] = leveled = at_level(measured, anchor_ms, level)
+        df["anchor_rel_err"] = (predicted - leveled) / leveled
+        stats.update({f"anchor_{k}": v for k, v in agreement(predicted, leveled).items() if k != "n"},
+                     anchor_ms=anchor_ms, anchor_level_ms=level)
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)

@@ -1,17 +1,15 @@
-"""The anchor: op times stored relative to a fixed network timed with every batch, and a
-validation's error both absolute and relative to it. A runner whose machine changes speed
-between batches stands in for the VM (no timing, so nothing here depends on this machine)."""
-import random
+"""The anchor: a fixed network timed among a table's calibration networks and among a
+validation's, and the validation's error both absolute and relative to it. A runner whose
+machine changes speed between batches stands in for the VM (no timing: nothing here depends on
+this machine's speed)."""
 
 import numpy as np
 import pytest
 
 from latency_tables import LatencyTable
-from latency_tables.anchor import ANCHOR_NAME, Anchored, anchor_onnx, new_anchor
+from latency_tables.anchor import ANCHOR_NAME, anchor_onnx, at_level, level_of
 from latency_tables.build import build_table
 from latency_tables.measure import OnnxRuntimeRunner
-from latency_tables.targets import local_cpu, local_cpu_path
-from latency_tables.table import new_metadata
 from latency_tables.validate import validate_table
 from search_spaces.space import get_space
 
@@ -36,68 +34,39 @@ def nodes_ms(model) -> float:
     return 0.01 * len(model.graph.node)
 
 
-def test_each_batch_is_brought_to_the_level_of_the_first_anchor_timing():
-    meta = {"anchor": new_anchor()}
-    runner = Anchored(DriftingRunner([1.0, 1.3, 0.8]), meta)
-    models = [_op_model(k) for k in (3, 5)]
-    first, second, third = (runner.measure(models) for _ in range(3))
-    assert meta["anchor"]["level_ms"] == pytest.approx(nodes_ms(anchor_onnx()))
-    assert meta["anchor"]["latest_ms"] == pytest.approx(0.8 * nodes_ms(anchor_onnx()))
-    for batch in (second, third):   # 30% slower, then 20% faster: the same times at the table's level
-        assert np.allclose(batch, first)
-    assert first[0][0] == pytest.approx(nodes_ms(models[0]))
-
-
-def _op_model(kernel):
-    from latency_tables.ops import Op, op_onnx
-    from search_spaces.ir import Block
-    return op_onnx(Op(Block("ir", 16, 16, 32, kernel, 1, "relu"), 8, 16))
+def test_the_end_to_end_term_records_the_anchor_timed_among_its_networks(tmp_path):
+    table = build_table(SPACE, "local_cpu", tmp_path / "t.csv", DriftingRunner([1.0, 1.5]), calibrate=8,
+                        chunk=100, progress=False)
+    term = table.term_at(32)
+    assert term["anchor_network"] == ANCHOR_NAME
+    # the first batch of ops ran at speed 1, the rest and the calibration networks with the anchor at 1.5
+    assert level_of(term) == pytest.approx(1.5 * nodes_ms(anchor_onnx()))
+    assert level_of(LatencyTable.load(tmp_path / "t.csv").term_at(32)) == level_of(term)
 
 
 def test_validation_reports_absolute_and_anchor_relative_error(tmp_path):
-    """Built at speed 1, validated while the machine runs 25% slower: the absolute error is the
-    slowdown, the error relative to the anchor timed among the validation's networks is none."""
-    build = DriftingRunner([1.0])
-    table = build_table(SPACE, "local_cpu", tmp_path / "t.csv", build, calibrate=8, chunk=10, progress=False)
-    assert table.metadata["anchor"]["network"] == ANCHOR_NAME
+    """Calibrated at speed 1, validated while the machine runs 25% slower: the absolute error is
+    the slowdown, the error at the table's level (the anchor timed among the validation's
+    networks divided out) is that of the table alone."""
+    table = build_table(SPACE, "local_cpu", tmp_path / "t.csv", DriftingRunner([1.0]), calibrate=8, chunk=100,
+                        progress=False)
+    steady, _ = validate_table(table, SPACE, DriftingRunner([1.0]), samples=6)
     stats, df = validate_table(table, SPACE, DriftingRunner([1.25]), samples=6)
-    assert stats["mean_rel_err_pct"] == pytest.approx(100 * (1 / 1.25 - 1), abs=2)
-    assert stats["within_10pct"] == 0
+    assert stats["mean_rel_err_pct"] == pytest.approx(100 * (1 + steady["mean_rel_err_pct"] / 100) / 1.25 - 100)
     assert stats["anchor_ms"] == pytest.approx(1.25 * stats["anchor_level_ms"])
-    assert df["anchor_rel_err"].abs().max() < abs(df["rel_err"]).min()
     assert np.allclose(df["measured_at_table_level_ms"], df["measured_ms"] / 1.25)
+    assert stats["anchor_rmspe_pct"] == pytest.approx(steady["rmspe_pct"])
+    assert stats["anchor_within_10pct"] == steady["within_10pct"] > stats["within_10pct"]
 
 
-def test_a_table_built_while_the_machine_drifts_predicts_at_one_level(tmp_path):
-    """Op chunks timed at different speeds end up at the first chunk's level: the same table as
-    one built at a steady speed."""
-    steady = build_table(SPACE, "local_cpu", tmp_path / "a.csv", DriftingRunner([1.0]), calibrate=0, chunk=5,
-                         progress=False)
-    speeds = [1.0] + [random.Random(0).uniform(0.8, 1.2) for _ in range(40)]
-    drifting = build_table(SPACE, "local_cpu", tmp_path / "b.csv", DriftingRunner(speeds), calibrate=0, chunk=5,
-                           progress=False)
-    keys = steady.df["key"]
-    assert np.allclose([drifting.query_op(k) for k in keys], [steady.query_op(k) for k in keys])
+def test_a_term_fitted_before_the_anchor_is_validated_absolute_only(tmp_path):
+    table = build_table(SPACE, "local_cpu", tmp_path / "t.csv", DriftingRunner([1.0]), calibrate=8, chunk=100,
+                        progress=False)
+    term = {k: v for k, v in table.term_at(32).items() if not k.startswith("anchor")}
+    table.set_term(32, term)
+    stats, df = validate_table(table, SPACE, DriftingRunner([1.0]), samples=4)
+    assert level_of(term) is None and "anchor_ms" not in stats and "anchor_rel_err" not in df
 
 
-def test_merging_a_table_started_at_another_level_rescales_its_rows(tmp_path):
-    a = build_table(SPACE, "local_cpu", tmp_path / "a.csv", DriftingRunner([1.0]), calibrate=0, chunk=50,
-                    progress=False)
-    b_path = tmp_path / "b.csv"  # another process's, started on a machine running at half the speed
-    b = build_table(SPACE, "local_cpu", b_path, DriftingRunner([2.0]), calibrate=0, chunk=50, progress=False)
-    key = b.df["key"].iloc[0]
-    assert b.query_op(key) == pytest.approx(2 * a.query_op(key))  # b's level is twice a's
-    fresh = LatencyTable(None, new_metadata("local_cpu", "nasbench_macro", 32, 1, anchor=dict(a.metadata["anchor"])))
-    fresh.merge_from(b_path)
-    assert fresh.query_op(key) == pytest.approx(a.query_op(key))
-
-
-def test_a_cached_local_table_from_before_the_anchor_is_started_afresh(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    path = local_cpu_path()
-    path.parent.mkdir(parents=True)
-    old = new_metadata("local_cpu", "mnv3", 224, 1, runner="onnxruntime", precision="fp32")
-    LatencyTable(None, old).save(path)
-    assert "anchor" not in LatencyTable.load(path).metadata
-    assert local_cpu().metadata["anchor"] == new_anchor()
-    assert LatencyTable.load(path).metadata["anchor"] == new_anchor()
+def test_at_level_divides_out_the_speed_of_the_moment():
+    assert at_level([2.0, 4.0], anchor_ms=0.5, level_ms=0.4) == pytest.approx([1.6, 3.2])

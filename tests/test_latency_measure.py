@@ -298,7 +298,7 @@ def test_a_fit_the_table_would_refuse_falls_back_to_a_simpler_form(tmp_path, mon
     # a large negative per-MAC coefficient: the full form fits it exactly, and the ops with the most
     # MACs per millisecond then cost less than nothing inside a network
     measured = 0.8 * sums - 2.0 * mmacs + 0.05 * (mmacs ** 2) + 40.0
-    monkeypatch.setattr(build, "measure_networks", lambda archs, runner: measured)
+    monkeypatch.setattr(build, "measure_networks_with_anchor", lambda archs, runner: (measured, 1.0))
     with pytest.raises(UserError, match="latency of"):
         full = build.fit_term(sums, inputs, mmacs, measured)
         build.validate_network_term(full, [1.0] * len(table), *zip(*[(op.input_melems, op.macs() / 1e6)
