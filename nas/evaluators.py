@@ -12,9 +12,13 @@ Adding one is a class here and an entry in `EVALUATORS`.
 - `benchmark:NAME[:mean]`: the accuracy a benchmark's authors measured (`nas.benchmarks`), no
   training; by default one of its training seeds drawn per query, reproducibly from the search's
   seed and the trial, as one real training's noise; `:mean` takes the mean over seeds.
+- `zc:NAME`: a zero-cost score (`nas.zero_cost`) of the untrained proxy network on a batch of
+  the search's training data, as its quantile among random networks of the space (`Calibration`):
+  the reward needs a fraction, and a raw score is on no fixed scale and may be negative.
 """
 from __future__ import annotations
 
+import math
 import zlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -67,14 +71,36 @@ class Train(Evaluator):
 
 
 class Supernet(Evaluator):
-    prefix, help = "supernet", "supernet:DIR: the candidate's slice of a supernet trained by `nas supernet train`"
+    prefix = "supernet"
+    help = ("supernet:DIR: the candidate's slice of a supernet trained by `nas supernet train`, on its data at its "
+            "resolution")
+
+    def directory(self) -> str:
+        if not self.argument:
+            raise UserError("--evaluator supernet:DIR needs the supernet's directory")
+        return str(Path(self.argument).resolve())
+
+    def data_and_resolution(self, data: str | None, resolution: int | None) -> tuple[str, int]:
+        """The search's data spec and proxy resolution: the supernet's. Its slices' weights and
+        BatchNorm statistics hold for the images and the size it was trained on, so a --data or
+        --resolution the user gave (None: not given) must be those."""
+        from nas.data import absolute_spec
+        from nas.supernet.directory import SupernetDir
+
+        directory = self.directory()
+        cfg = SupernetDir(directory).config()
+        if data is not None and absolute_spec(data) != cfg.data:
+            raise UserError(f"--data {data} disagrees with supernet {directory}, trained on {cfg.data}; "
+                            f"drop --data to use the supernet's")
+        if resolution is not None and resolution != cfg.resolution:
+            raise UserError(f"--resolution {resolution} disagrees with supernet {directory}, trained at "
+                            f"{cfg.resolution}px; drop --resolution to use the supernet's")
+        return cfg.data, cfg.resolution
 
     def check(self, space, num_classes, resolution) -> str:
         from nas.supernet.directory import SupernetDir
 
-        if not self.argument:
-            raise UserError("--evaluator supernet:DIR needs the supernet's directory")
-        directory = str(Path(self.argument).resolve())
+        directory = self.directory()
         _, cfg = SupernetDir(directory).trained()  # one line when it has no finished epoch yet
         if (cfg.space, cfg.num_classes, cfg.resolution) != (space, num_classes, resolution):
             raise UserError(f"supernet {directory} was trained for space {cfg.space}, {cfg.num_classes} classes at "
@@ -88,7 +114,8 @@ class Supernet(Evaluator):
     def describe(self, cfg) -> str:
         from nas.supernet.scoring import RECALIBRATE_IMAGES
         return (f"no training per candidate: scored as a slice of the supernet {self.argument} "
-                f"after BN recalibration on {RECALIBRATE_IMAGES} images")
+                f"after BN recalibration on {RECALIBRATE_IMAGES} images (resolution {cfg.resolution} px and "
+                f"data {cfg.data} taken from the supernet)")
 
 
 @dataclass(frozen=True)
@@ -144,7 +171,111 @@ class Benchmark(Evaluator):
                 f"best/ holds initialized weights")
 
 
-EVALUATORS = {cls.prefix: cls for cls in (Train, Supernet, Benchmark)}
+#: random networks of the space whose scores calibrate `zc:NAME` (a candidate's quantile among them)
+CALIBRATION_NETWORKS = 20
+
+
+def batch_count(name: str) -> int:
+    """Batches score `name` reads: ZiCo's statistic is over batches (its paper uses two), the other
+    network scores read one, flops and params none."""
+    from nas.zero_cost import get_score
+
+    return 2 if name == "zico" else 1 if get_score(name).needs == "model" else 0
+
+
+def score_batches(data, name: str, batch_size: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The training images score `name` reads, drawn with `seed`, normalized as training normalizes them."""
+    split = data.train
+    order = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))
+    order = order[:batch_count(name) * batch_size]
+    return [(split.normalize(split.x[i]), split.y[i]) for i in order.split(batch_size)]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A logistic CDF fitted to asinh(score) of random networks of the space by its median and
+    interquartile range (a logistic's IQR is 2 ln 3 scales): a score's estimated quantile among
+    them, in (0, 1) and rank-preserving, what the reward's ACC x (LAT/T)^w needs of an accuracy.
+    asinh because synflow spans orders of magnitude between networks (a product over layers)
+    and jacob_cov is negative: log-like for large |score|, linear near 0."""
+    center: float
+    scale: float
+
+    @classmethod
+    def fit(cls, scores: np.ndarray, name: str) -> Calibration:
+        finite = np.arcsinh(scores[np.isfinite(scores)])
+        q1, center, q3 = np.percentile(finite, [25, 50, 75]) if len(finite) else (np.nan,) * 3
+        if not q3 > q1:
+            raise ValueError(f"{name} cannot rank this space's networks: {len(finite)} of {len(scores)} random "
+                             f"networks have a finite score, their quartiles are equal")
+        return cls(float(center), float((q3 - q1) / (2 * np.log(3))))
+
+    def quantile(self, score: float) -> float:
+        from scipy.special import expit
+        return float(expit((np.arcsinh(score) - self.center) / self.scale))
+
+
+_calibrations: dict[tuple, Calibration] = {}  # per process: a search's candidates share one
+
+
+class ZeroCost(Evaluator):
+    prefix = "zc"
+    help = ("zc:NAME: a zero-cost score of the untrained candidate, no training (see nas.zero_cost; "
+            "the accuracy column holds its quantile among random networks)")
+    # a score takes about a second on a small network: a Ray trial's overhead would be as much
+    needs_workers = False
+
+    def check(self, space, num_classes, resolution) -> str:
+        from nas.zero_cost import SCORES
+
+        if self.argument not in SCORES:
+            raise UserError(f"unknown zero-cost score {self.argument!r} (known: {', '.join(SCORES)})")
+        return f"zc:{self.argument}"
+
+    def raw(self, job: dict, data, arch: Arch) -> tuple[torch.nn.Module, float]:
+        """(the proxy network training would start from, its score at initialization)."""
+        from nas.training import build_for_training
+        from nas.zero_cost import get_score
+        from search_spaces.proxy import for_proxy
+
+        score = get_score(self.argument)
+        model = build_for_training(arch, data, seed=job["seed"])
+        if score.needs == "arch":
+            return model, score(for_proxy(arch.replace(num_classes=data.num_classes), data.resolution))
+        return model, score(model, score_batches(data, self.argument, job["batch_size"], job["seed"]),
+                            data.num_classes)
+
+    def calibration(self, job: dict, data) -> Calibration:
+        """Of `CALIBRATION_NETWORKS` networks drawn with the search's seed: a resumed search maps
+        scores as before."""
+        import random
+
+        from search_spaces.space import get_space
+
+        key = (self.argument, job["space"], job["data"], job["resolution"], job["train_subset"], job["seed"],
+               job["batch_size"])
+        if key not in _calibrations:
+            space, rng = get_space(job["space"]), random.Random(job["seed"])
+            scores = [self.raw(job, data, space.decode(space.sample(rng)))[1] for _ in range(CALIBRATION_NETWORKS)]
+            _calibrations[key] = Calibration.fit(np.array(scores), self.argument)
+        return _calibrations[key]
+
+    def score(self, job, data, arch):
+        model, value = self.raw(job, data, arch)
+        if not math.isfinite(value):  # a failed trial that says why, not a quantile of 0 or 1
+            raise ValueError(f"{self.argument} score is {value}")
+        return model, self.calibration(job, data).quantile(value)
+
+    def describe(self, cfg) -> str:
+        n = batch_count(self.argument)
+        read = (f"at initialization (seed {cfg.seed}) on {n} batch(es) of {cfg.batch_size} training images "
+                f"at {cfg.resolution}px" if n else f"read from the proxy network's IR at {cfg.resolution}px")
+        return (f"no training: zero-cost score {self.argument} {read}; the accuracy column holds not an accuracy "
+                f"but the score's estimated quantile among {CALIBRATION_NETWORKS} random {cfg.space} networks "
+                f"(a logistic fit to asinh of their scores); best/ holds initialized weights")
+
+
+EVALUATORS = {cls.prefix: cls for cls in (Train, Supernet, Benchmark, ZeroCost)}
 
 
 def evaluator(spec: str) -> Evaluator:

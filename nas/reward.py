@@ -37,6 +37,10 @@ class Reward:
         return (self.w, self.w) if self.w is not None else EXPONENTS[self.kind]
 
     def scalar(self, accuracy: float, latency_ms: float) -> float:
+        # a negative "accuracy" would turn the latency penalty into a bonus: an evaluator whose
+        # score is not a fraction maps it into [0, 1] first (nas.evaluators.ZeroCost)
+        if accuracy < 0 or accuracy > 1:
+            raise ValueError(f"accuracy {accuracy} is not a fraction in [0, 1]")
         alpha, beta = self.exponents()
         return accuracy * (latency_ms / self.target_ms) ** (alpha if latency_ms <= self.target_ms else beta)
 

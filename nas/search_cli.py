@@ -42,11 +42,13 @@ def register(sub) -> None:
     p.add_argument("--latency-window", metavar="LO,HI",
                    help="train only candidates with latency in [LO*T, HI*T] (default: 0.85,1.0 for --reward hard, "
                         "0.9,1.1 for soft, 0.5,1.1 for pareto); proposals outside it are rejected untrained")
-    p.add_argument("--data", default="digits", help="digits, cifar10:DIR or imagefolder:DIR")
+    p.add_argument("--data", help="digits (the default), cifar10:DIR or imagefolder:DIR; with --evaluator "
+                                  "supernet:DIR the supernet's")
     p.add_argument("--train-subset", type=int, metavar="N",
                    help="train on the first N training images (default 5000 for cifar10, else all)")
     p.add_argument("--resolution", type=int,
-                   help="proxy training resolution (default 8 for digits, 16 for cifar10, 32 otherwise)")
+                   help="proxy training resolution (default 8 for digits, 16 for cifar10, 32 otherwise; with "
+                        "--evaluator supernet:DIR the supernet's)")
     p.add_argument("--deploy-resolution", type=int,
                    help="resolution latency is looked up at (default: the space's, 224 for mnv3, 32 for nasbench_macro)")
     p.add_argument("--epochs", type=float,
@@ -103,10 +105,15 @@ def new_config(args) -> RunConfig:
     from nas.reward import Reward
     import numpy as np
 
-    from nas.evaluators import evaluator
+    from nas.evaluators import Supernet, evaluator
     from search_spaces.references import reference
     from search_spaces.space import get_space
 
+    scorer = evaluator(args.evaluator.strip())
+    if isinstance(scorer, Supernet):  # before the per-data defaults: the supernet's data chooses them
+        args.data, args.resolution = scorer.data_and_resolution(args.data, args.resolution)
+    elif args.data is None:
+        args.data = "digits"
     kind = args.data.split(":", 1)[0]
     for name, value in PROXY_DEFAULTS[kind if kind in PROXY_DEFAULTS else "other"].items():
         if getattr(args, name) is None:
@@ -133,7 +140,6 @@ def new_config(args) -> RunConfig:
     reward = Reward(args.reward, latency_target, args.w)
     window = LatencyWindow.parse(args.latency_window, args.reward, latency_target)
     share = window.reachable_share(space, table, sizes.num_classes, args.deploy_resolution, seed=args.seed)
-    scorer = evaluator(args.evaluator.strip())
     evaluator_spec = scorer.check(space.name, sizes.num_classes, args.resolution)
     make_controller(args.controller, space, seed=args.seed, n_objectives=reward.n_objectives)
     return RunConfig(

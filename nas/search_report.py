@@ -9,7 +9,7 @@ from nas.device import describe_line
 from nas.reward import pareto_front
 from nas.run_config import RunConfig
 from nas.run_dir import RunDir, write_csv, write_text
-from nas.evaluators import evaluator
+from nas.evaluators import ZeroCost, evaluator
 from search_spaces.atomic import atomic_write
 
 TOP_COLUMNS = ["trial", "accuracy", "latency_ms", "reward", "macs", "params", "seconds"]
@@ -49,7 +49,8 @@ def plot_reward(trials: pd.DataFrame, path) -> None:
     _save(fig, path)
 
 
-def plot_pareto(trials: pd.DataFrame, front: pd.DataFrame, refs: dict, target_ms: float, path) -> None:
+def plot_pareto(trials: pd.DataFrame, front: pd.DataFrame, refs: dict, target_ms: float, ylabel: str,
+                path) -> None:
     ok = trials[trials["status"] == "ok"]
     fig = Figure(figsize=(6.5, 4))
     ax = fig.subplots()
@@ -58,8 +59,7 @@ def plot_pareto(trials: pd.DataFrame, front: pd.DataFrame, refs: dict, target_ms
     ax.axvline(target_ms, color="k", ls="--", lw=1, label=f"target T = {target_ms:.1f} ms")
     for i, (name, ms) in enumerate(refs.items()):  # references are untrained here: marked by latency
         ax.axvline(ms, color=f"C{4 + i}", ls=":", lw=1, label=f"{name} ({ms:.1f} ms)")
-    ax.set(xlabel="latency (ms, target table)", ylabel="validation accuracy (proxy)",
-           title="accuracy vs latency")
+    ax.set(xlabel="latency (ms, target table)", ylabel=ylabel, title=f"{ylabel} vs latency")
     ax.legend(fontsize=7, loc="lower right")
     _save(fig, path)
 
@@ -141,6 +141,16 @@ def window_lines(cfg: RunConfig, trials: pd.DataFrame) -> list[str]:
             f"by quarter of the trials: {shares}"]
 
 
+def measured_accuracy(cfg: RunConfig) -> bool:
+    """False when the accuracy column holds a zero-cost score's quantile among random networks
+    (`nas.evaluators.ZeroCost`): no images measured it, so no test of ties applies to it."""
+    return not isinstance(evaluator(cfg.evaluator), ZeroCost)
+
+
+def accuracy_label(cfg: RunConfig) -> str:
+    return "validation accuracy" if measured_accuracy(cfg) else f"{cfg.evaluator} score quantile (not an accuracy)"
+
+
 def scoring_words(cfg: RunConfig) -> str:
     """How a candidate got its accuracy (a supernet or a benchmark trains nothing per candidate)."""
     return evaluator(cfg.evaluator).describe(cfg)
@@ -161,19 +171,21 @@ def summary_text(cfg: RunConfig, trials: pd.DataFrame, front: pd.DataFrame, refs
         return "\n".join(lines + ["No candidate finished successfully."]) + "\n"
     best = ok.iloc[0]
     ref_ms = refs.get(cfg.reference)
+    measured = measured_accuracy(cfg)
     lines += ["## Best candidate", "",
-              f"trial {best['trial']}: reward {best['reward']:.4f}, validation accuracy {best['accuracy']:.4f}, "
+              f"trial {best['trial']}: reward {best['reward']:.4f}, {accuracy_label(cfg)} {best['accuracy']:.4f}, "
               f"latency {best['latency_ms']:.2f} ms, {best['macs'] / 1e6:.1f}M MACs, {best['params'] / 1e6:.2f}M params"]
     if ref_ms:
         lines.append(f"(the space's reference {cfg.reference} takes {ref_ms:.2f} ms on this target: "
                      f"the candidate is {ref_ms / best['latency_ms']:.2f}x its speed)")
-    top_rows = ok[TOP_COLUMNS].head(top).assign(accuracy_vs_best=versus_best(ok["accuracy"], ok["accuracy"].max(),
-                                                                            cfg.val_images))
+    top_rows = ok[TOP_COLUMNS].head(top)
+    if measured:
+        top_rows = top_rows.assign(accuracy_vs_best=versus_best(ok["accuracy"], ok["accuracy"].max(), cfg.val_images))
     if trained_ref is not None:  # marked in the trial column; not a candidate of the search
         top_rows = pd.concat([top_rows, trained_ref.assign(trial="reference", accuracy_vs_best=versus_best(
             trained_ref["accuracy"], ok["accuracy"].max(), cfg.val_images))[top_rows.columns]])
     lines += ["", f"`{best['arch']}`", "", "Files: best/arch.json, best/model.pt, best/model.onnx.", "",
-              *reference_lines(cfg, best, trained_ref), *ranking_lines(cfg, ok),
+              *reference_lines(cfg, best, trained_ref), *(ranking_lines(cfg, ok) if measured else []),
               f"## Top {min(top, len(ok))} by reward", "", markdown_table(top_rows), "",
               f"## Pareto front ({len(front)} candidates)", "", markdown_table(front[TOP_COLUMNS]), "",
               "## References on this target (latency)", "",
@@ -190,5 +202,6 @@ def write_reports(run: RunDir, trials: pd.DataFrame) -> None:
     write_csv(run / "pareto.csv", front)
     if (trials["status"] == "ok").any():
         plot_reward(trials, run / "reward.png")
-        plot_pareto(trials, front, refs, cfg.latency_target_ms, run / "pareto.png")
+        ylabel = "validation accuracy (proxy)" if measured_accuracy(cfg) else accuracy_label(cfg)
+        plot_pareto(trials, front, refs, cfg.latency_target_ms, ylabel, run / "pareto.png")
     write_text(run / "summary.md", summary_text(cfg, trials, front, refs, trained_ref=run.reference()))

@@ -69,7 +69,7 @@ def export(args) -> int:
 
     from nas.data import load_data
     from nas.run_dir import save_deployment, write_json
-    from nas.supernet.directory import SupernetDir
+    from nas.supernet.directory import EXPORTED_SETTINGS, SupernetDir
     from nas.supernet.scoring import score
     from nas.data import flips
     from search_spaces.references import load_arch
@@ -84,6 +84,6 @@ def export(args) -> int:
     deployment = space.decode(vector).replace(num_classes=cfg.num_classes)
     save_deployment(out, deployment, net.state_dict())
     write_json(out / "supernet.json", {"supernet": str(SupernetDir(args.supernet_dir).path), "vector": vector,
-                                       "val_accuracy": accuracy})
+                                       "val_accuracy": accuracy} | {k: getattr(cfg, k) for k in EXPORTED_SETTINGS})
     print(f"exported to {out} (validation accuracy {accuracy:.4f} with recalibrated BatchNorm)")
     return 0

@@ -1,4 +1,4 @@
-"""`netadapt refine RUN_DIR`: trim a search winner's channels to a latency budget."""
+"""`netadapt refine RUN_DIR`: trim a search winner's (or an exported subnet's) channels to a latency budget."""
 from __future__ import annotations
 
 import argparse
@@ -17,16 +17,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p = sub.add_parser("refine", help="trim channels step by step, fine-tuning as it goes",
                        description="Reads RUN_DIR's winner (final/winner.json when `nas train` ran, else "
-                                   "best/), trims it until the target's latency table predicts the budget "
-                                   "is met, and writes RUN_DIR/netadapt/ (or --out). Rerun the same "
-                                   "command to resume a killed run. Exit status 1 when no unit can be "
-                                   "trimmed further before the budget is met.")
-    p.add_argument("run_dir", metavar="RUN_DIR", type=Path, help="a `nas search` run directory")
+                                   "best/), or the subnet `nas supernet export` wrote to RUN_DIR (fine-tuned "
+                                   "on its supernet's data and resolution), trims it until the target's "
+                                   "latency table predicts the budget is met, and writes RUN_DIR/netadapt/ "
+                                   "(or --out). Rerun the same command to resume a killed run. Exit status 1 "
+                                   "when no unit can be trimmed further before the budget is met.")
+    p.add_argument("run_dir", metavar="RUN_DIR", type=Path,
+                   help="a `nas search` run directory, or the --out of `nas supernet export`")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--target-latency", type=float, metavar="MS", help="latency budget in ms")
     budget.add_argument("--target-ratio", type=float, metavar="R",
                         help="budget as a fraction of the winner's latency (default 0.8)")
-    p.add_argument("--target", metavar="NAME", help="latency target (default: the run's)")
+    p.add_argument("--target", metavar="NAME", help="latency target (default: the run's; needed for an "
+                                                    "exported subnet)")
     p.add_argument("--step-ratio", type=float, metavar="R", help="latency cut per iteration, as a fraction of the "
                                                      "starting latency (default 0.01, MobileNetV3)")
     p.add_argument("--step-decay", type=float, metavar="D", help="multiply the cut by this every iteration "
@@ -36,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--objective", choices=OBJECTIVES, help="slope: best accuracy change per ms saved "
                                                             "(MobileNetV3, default); accuracy: best accuracy (NetAdapt)")
     p.add_argument("--out", type=Path, metavar="DIR", help="output directory (default RUN_DIR/netadapt)")
-    p.add_argument("--data", metavar="SPEC", help="data spec (default: the run's)")
+    p.add_argument("--data", metavar="SPEC", help="data spec (default: the run's; an exported subnet keeps "
+                                                  "its supernet's)")
     p.add_argument("--train-subset", type=int, metavar="N", help="training images (default: the run's)")
     p.add_argument("--batch-size", type=int, metavar="N", help="fine-tuning batch size (default: the run's, else 128)")
     p.add_argument("--lr", type=float, help="fine-tuning learning rate (default 0.01)")
@@ -52,31 +56,29 @@ def refine_command(args) -> int:
 
     from nas.data import absolute_spec
     from nas.run_config import absolute_target
-    from nas.run_dir import RunDir
     from nas.device import resolve_device
     from netadapt.outputs import write_outputs
-    from netadapt.refine import NEEDED_FROM_RUN, Refiner, settings_from_config
+    from netadapt.refine import Refiner, settings_from_config, source_config
 
     if args.threads is not None:
         if args.threads < 1:
             raise UserError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    run = RunDir(args.run_dir)  # every path absolute from here on
-    config = run.config(needed=NEEDED_FROM_RUN)
+    source = Path(os.path.abspath(args.run_dir))  # every path absolute from here on
+    target, data = args.target and absolute_target(args.target), args.data and absolute_spec(args.data)
     settings = settings_from_config(
-        config, target=args.target and absolute_target(args.target),
-        data=args.data and absolute_spec(args.data), train_subset=args.train_subset,
+        source_config(source, target, data), target=target, data=data, train_subset=args.train_subset,
         target_latency=args.target_latency, target_ratio=args.target_ratio, step_ratio=args.step_ratio,
         step_decay=args.step_decay, short_term_steps=args.short_term_steps,
         long_term_epochs=args.long_term_epochs, objective=args.objective, batch_size=args.batch_size,
         lr=args.lr)
-    out = Path(os.path.abspath(args.out)) if args.out else run / "netadapt"
+    out = Path(os.path.abspath(args.out)) if args.out else source / "netadapt"
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a directory")
-    state, model = Refiner(run.path, settings, out, threads=args.threads, device=device,
+    state, model = Refiner(source, settings, out, threads=args.threads, device=device,
                            progress=not args.no_progress).run()
-    r = write_outputs(state, model, run.path, out)
+    r = write_outputs(state, model, source, out)
     measured = ""
     if r["final_measured_ms"] is not None:
         measured = f" (measured here {r['start_measured_ms']:.2f} -> {r['final_measured_ms']:.2f} ms)"

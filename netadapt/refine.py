@@ -7,7 +7,8 @@ latency table; each proposal is fine-tuned briefly and the one with the best acc
 (`accuracy`) or the best accuracy change per millisecond saved (`slope`) is kept.
 After each iteration the state is written atomically, so a killed run resumes from the
 last finished iteration. Training runs on `for_proxy(arch, resolution)`; latency is
-always that of the deployment architecture.
+always that of the deployment architecture. The starting network is a search run's winner, or a
+subnet `nas supernet export` wrote (trained as its supernet was: data and resolution recorded).
 """
 from __future__ import annotations
 
@@ -24,8 +25,9 @@ from nas.data import flips, load_data
 from nas.device import describe, describe_line
 from nas.training import TrainConfig, TrainingDiverged, evaluate, train
 from netadapt.proposals import proposals
-from nas.run_config import Bound, RunConfig
-from nas.run_dir import RunDir, read_json, write_text
+from nas.run_config import Bound
+from nas.run_dir import RunDir, Winner, load_state_dict, read_json, write_text
+from nas.supernet.directory import exported_settings
 from netadapt.surgery import trim
 from search_spaces.atomic import atomic_write
 from search_spaces.builder import Net
@@ -86,12 +88,40 @@ class Settings:
                            device=device)
 
 
-def settings_from_config(config: RunConfig, **overrides) -> Settings:
-    """Run-config values (data, target, proxy resolution, training recipe) under CLI overrides."""
+def source_config(source: Path, target: str | None, data: str | None) -> dict:
+    """How the starting network was trained (a run's config.json, or the supernet settings an
+    exported subnet records), for `settings_from_config`. An exported subnet's weights and
+    BatchNorm statistics hold for its supernet's images, so another --data is refused; it names
+    no latency target, so --target is needed."""
+    exported = exported_settings(source)
+    if exported is None:
+        return asdict(RunDir(source).config(needed=NEEDED_FROM_RUN))
+    if target is None:
+        raise UserError(f"{source} holds a subnet exported from a supernet, which names no latency target: "
+                        f"give --target")
+    if data is not None and data != exported["data"]:
+        raise UserError(f"--data {data} disagrees with the subnet exported to {source}, whose supernet was "
+                        f"trained on {exported['data']}; drop --data to use that")
+    return exported
+
+
+def load_start(source: Path) -> Winner:
+    """The network a refinement starts from: the subnet exported to `source`, else the winner of
+    the run directory `source`."""
+    if exported_settings(source) is None:
+        return RunDir(source).load_winner()
+    arch_path, model_path = source / "arch.json", source / "model.pt"
+    if not arch_path.is_file() or not model_path.is_file():
+        raise UserError(f"{source} needs arch.json and model.pt (export the subnet again)")
+    return Winner(Arch.from_json(arch_path.read_text()), load_state_dict(model_path), source)
+
+
+def settings_from_config(config: dict, **overrides) -> Settings:
+    """`source_config`'s values (data, target, proxy resolution, training recipe) under CLI overrides."""
     known = {f.name for f in fields(Settings)}
-    base = {k: v for k, v in asdict(config).items()
+    base = {k: v for k, v in config.items()
             if k in known and k not in ("lr", "target_latency") and v is not None}
-    base["flip"] = flips(config.data)
+    base["flip"] = flips(config["data"])
     base.update({k: v for k, v in overrides.items() if v is not None})
     s = Settings(**base)
     s.check()
@@ -131,7 +161,7 @@ def measured_ms(arch: Arch, table) -> float | None:
 
 # ---- the loop -----------------------------------------------------------------------
 class Refiner:
-    """One refinement of a run directory's winner into `out`; `run()` resumes if `out` has state."""
+    """One refinement of `load_start(run_dir)` into `out`; `run()` resumes if `out` has state."""
 
     def __init__(self, run_dir: Path, settings: Settings, out: Path, threads: int | None = None,
                  log=None, progress: bool = True, device: torch.device = torch.device("cpu")):
@@ -179,7 +209,7 @@ class Refiner:
         return state, model.to(self.device)
 
     def _start(self) -> tuple[dict, Net]:
-        winner = RunDir(self.run_dir).load_winner()
+        winner = load_start(self.run_dir)
         if winner.arch.num_classes != self.data.num_classes:
             raise UserError(f"winner has {winner.arch.num_classes} classes, data {self.s.data!r} has "
                             f"{self.data.num_classes}")

@@ -111,3 +111,18 @@ def test_pareto_needs_a_multi_objective_controller():
     c = make_controller("nsga2", SPACE, n_objectives=2)
     v = c.ask("0")
     c.tell("0", v, (0.9, -50.0))
+
+
+def test_rl_rejections_leave_the_baseline_to_trained_candidates():
+    """A rejection enters the next update with a fixed negative advantage and leaves the baseline
+    alone: told as a reward of -0.1 (before), rejections dragged the baseline under every accuracy."""
+    c = make_controller("rl", SPACE, seed=0)
+    v = c.ask("a")
+    c.tell("a", v, (0.9,))
+    for i in range(5):
+        c.reject(f"r{i}", c.ask(f"r{i}"), excess=0.5)
+    assert c.baseline == pytest.approx(0.9)
+    assert [b[2:] for b in c.buffer[1:]] == [[-c.reject_penalty * 1.5, True]] * 5
+    for i in range(7):  # the update waits for a batch of trained candidates, rejections aside
+        c.tell(str(i), c.ask(str(i)), (0.9,))
+    assert c.buffer == []

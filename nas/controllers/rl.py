@@ -1,9 +1,16 @@
 """MnasNet's controller: a recurrent policy emitting one categorical per decision, trained with PPO.
 
 An LSTM cell reads the previous choice and emits logits for the next decision; a candidate's
-log-probability is the sum over decisions. Every `batch` results the policy takes `ppo_epochs`
-steps of the clipped surrogate objective on advantages against a moving-average baseline,
-plus an entropy bonus that keeps it exploring.
+log-probability is the sum over decisions. Every `batch` trained candidates the policy takes
+`ppo_epochs` steps of the clipped surrogate objective on advantages against a moving-average
+baseline, plus an entropy bonus that keeps it exploring.
+
+A proposal outside the latency window has no reward; it enters the next update with a fixed
+negative advantage, in units of the trained candidates' advantage spread, and leaves the
+baseline alone. Told as a reward of -0.1 (before), rejections dragged the baseline far below
+every accuracy and dominated the normalized advantages: on NAS-Bench-Macro the policy then
+reinforced whatever it had trained and collapsed onto 16-37 networks, never within 0.1 point
+of the in-budget optimum (`experiments/benchmark_search.py`).
 """
 from __future__ import annotations
 
@@ -57,9 +64,9 @@ class Policy(nn.Module):
 
 
 class RLController(Controller):
-    def __init__(self, space, seed: int = 0, n_objectives: int = 1, lr: float = 0.02, batch: int = 8,
+    def __init__(self, space, seed: int = 0, n_objectives: int = 1, lr: float = 0.005, batch: int = 8,
                  ppo_epochs: int = 4, clip: float = 0.2, entropy_weight: float = 0.01,
-                 baseline_decay: float = 0.9, hidden: int = 64, reject_penalty: float = 0.1):
+                 baseline_decay: float = 0.9, hidden: int = 64, reject_penalty: float = 1.0):
         super().__init__(space, seed, n_objectives)
         torch.manual_seed(seed)  # only for the policy's initial weights
         self.policy = Policy(self.sizes, hidden)
@@ -70,7 +77,7 @@ class RLController(Controller):
         self.reject_penalty = reject_penalty
         self.baseline: float | None = None
         self.pending: dict[str, float] = {}   # key -> log-prob of the proposal when it was made
-        self.buffer: list[list] = []          # [vector, old log-prob, advantage]
+        self.buffer: list[list] = []          # [vector, old log-prob, advantage, rejected]
 
     def ask(self, key: str) -> list[int]:
         with torch.no_grad(), one_thread():
@@ -82,27 +89,34 @@ class RLController(Controller):
         old = self.pending.pop(key, None)
         if values is None:  # a failed candidate teaches nothing about the reward
             return
-        if old is None:  # replayed after a resume: score it under the current policy
-            with torch.no_grad(), one_thread():
-                old = float(self.policy(torch.tensor([vector]))[1])
         reward = float(values[0])
         self.baseline = reward if self.baseline is None else self.baseline
-        self.buffer.append([list(vector), old, reward - self.baseline])
+        self.buffer.append([list(vector), self._old(vector, old), reward - self.baseline, False])
         self.baseline = self.baseline_decay * self.baseline + (1 - self.baseline_decay) * reward
-        if len(self.buffer) >= self.batch:
+        if sum(not b[3] for b in self.buffer) >= self.batch:
             with one_thread():
                 self._update()
 
     def reject(self, key, vector, excess) -> None:
-        # below any trained candidate's reward, and lower the further outside the window: the
-        # policy learns both to stay in budget and in which direction the window lies
-        self.tell(key, vector, (-self.reject_penalty * (1 + excess),))
+        # below every trained candidate, and lower the further outside the window: the policy
+        # learns both to stay in budget and in which direction the window lies
+        old = self.pending.pop(key, None)
+        self.buffer.append([list(vector), self._old(vector, old), -self.reject_penalty * (1 + excess), True])
+
+    def _old(self, vector, old: float | None) -> float:
+        if old is None:  # replayed after a resume: score it under the current policy
+            with torch.no_grad(), one_thread():
+                old = float(self.policy(torch.tensor([vector]))[1])
+        return old
 
     def _update(self) -> None:
         actions = torch.tensor([b[0] for b in self.buffer])
         old = torch.tensor([b[1] for b in self.buffer])
         adv = torch.tensor([b[2] for b in self.buffer])
-        adv = adv / (adv.std() + 1e-8)  # reward scale differs between rewards; steps should not
+        rejected = torch.tensor([b[3] for b in self.buffer])
+        trained = adv[~rejected]
+        # reward scale differs between rewards; steps should not. Rejections are already in these units.
+        adv[~rejected] = trained / (trained.std() + 1e-8) if len(trained) > 1 else 0.0
         for _ in range(self.ppo_epochs):
             _, log_prob, entropy = self.policy(actions)
             ratio = torch.exp(log_prob - old)
@@ -123,5 +137,6 @@ class RLController(Controller):
         self.policy.load_state_dict(state["policy"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
-        self.baseline, self.buffer = state["baseline"], [list(b) for b in state["buffer"]]
+        # a state saved before rejections were kept apart holds trained candidates only
+        self.baseline, self.buffer = state["baseline"], [(list(b) + [False])[:4] for b in state["buffer"]]
         self.pending = {}

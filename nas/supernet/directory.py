@@ -1,5 +1,6 @@
 """A supernet directory: supernet.json (its settings), state.pt (weights, optimizer, epoch, RNG;
-rewritten atomically after every epoch) and epochs.csv (loss and seconds per epoch)."""
+rewritten atomically after every epoch) and epochs.csv (loss and seconds per epoch). Also the
+record `nas supernet export` leaves beside an exported subnet (its own supernet.json)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -14,6 +15,10 @@ from nas.supernet.model import Supernet
 from search_spaces.atomic import atomic_write
 from search_spaces.errors import UserError
 from search_spaces.space import get_space
+
+#: what an exported subnet's supernet.json records of its supernet's settings: the images and the
+#: size its weights (and recalibrated BatchNorm statistics) hold for, which NetAdapt fine-tunes on
+EXPORTED_SETTINGS = ("data", "resolution", "train_subset", "seed")
 
 
 @dataclass(frozen=True)
@@ -81,3 +86,21 @@ class SupernetDir:
     def save_state(self, state: dict, history: list[dict]) -> None:
         atomic_write(self / "state.pt", lambda tmp: torch.save(state, tmp))
         write_csv(self / "epochs.csv", pd.DataFrame(history))
+
+
+def exported_settings(directory: str | Path) -> dict | None:
+    """The supernet settings (`EXPORTED_SETTINGS`) recorded with a subnet `nas supernet export`
+    wrote to `directory`; None when `directory` holds no exported subnet."""
+    f = Path(directory) / "supernet.json"
+    if not f.is_file():
+        return None
+    doc = read_json(f, "exported subnet's record")
+    if "vector" not in doc:  # a supernet's own settings: its directory holds no subnet
+        return None
+    missing = [k for k in EXPORTED_SETTINGS if k not in doc]
+    if missing:
+        raise UserError(f"{f} lacks {', '.join(missing)} (exported by an older version); export the subnet "
+                        f"again with `nas supernet export`")
+    settings = {k: doc[k] for k in EXPORTED_SETTINGS}
+    check_numbers(settings)
+    return settings
