@@ -9,7 +9,7 @@ A proposal outside the latency window has no reward; it enters the next update w
 negative advantage, in units of the trained candidates' advantage spread, and leaves the
 baseline alone. Told as a reward of -0.1 (before), rejections dragged the baseline far below
 every accuracy and dominated the normalized advantages: on NAS-Bench-Macro the policy then
-reinforced whatever it had trained and collapsed onto 16-37 networks, never within 0.1 point
+reinforced whatever it had trained and collapsed onto 18-40 networks per run, never within 0.1 point
 of the in-budget optimum (`experiments/benchmark_search.py`).
 """
 from __future__ import annotations
