@@ -226,7 +226,7 @@ def search(args) -> int:
 def show(args) -> int:
     from nas.final_training import top_candidates
     from nas.run_dir import RunDir
-    from nas.search_report import TOP_COLUMNS, versus_best
+    from nas.search_report import TOP_COLUMNS, measured_accuracy, versus_best
 
     run = RunDir(args.run_dir)
     cfg = run.config()
@@ -236,9 +236,12 @@ def show(args) -> int:
         print(summary.read_text())
     print(f"{len(trials)} of {cfg.trials} trials finished; top {args.top} by reward:")
     top = top_candidates(trials, args.top)
-    best = trials.loc[trials["status"] == "ok", "accuracy"].max()  # the ranking says where the split cannot separate
-    top = top.assign(accuracy_vs_best=versus_best(top["accuracy"], best, cfg.val_images))
-    print(top[TOP_COLUMNS + ["accuracy_vs_best", "arch"]].to_string(index=False))
+    columns = TOP_COLUMNS + ["arch"]
+    if measured_accuracy(cfg):  # a zero-cost quantile has no test split to be tied on
+        best = trials.loc[trials["status"] == "ok", "accuracy"].max()  # where the split cannot separate
+        top = top.assign(accuracy_vs_best=versus_best(top["accuracy"], best, cfg.val_images))
+        columns.insert(-1, "accuracy_vs_best")
+    print(top[columns].to_string(index=False))
     winner = run / "final" / "winner.json"
     if winner.exists():
         print(f"final training winner: {winner.read_text()}")

@@ -137,3 +137,13 @@ def test_a_zero_cost_search_end_to_end(tmp_path):
     assert f"quantile among {CALIBRATION_NETWORKS} random nasbench_macro networks" in summary
     assert "Statistical resolution" not in summary and "accuracy_vs_best" not in summary
     assert (out / "best" / "model.onnx").exists()
+
+
+def test_nas_show_ties_no_zero_cost_quantile_to_a_test_split(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["search", "--space", "nasbench_macro", "--target", "pixel_cpu", "--controller", "random",
+                 "--evaluator", "zc:params", "--trials", "2", "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["show", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert "2 of 2 trials finished" in shown and "accuracy_vs_best" not in shown
