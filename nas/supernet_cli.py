@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from nas.device import add_device_argument
+from nas.supernet.model import SHARING
 from search_spaces.errors import UserError
 
 
@@ -20,6 +21,9 @@ def register(sub) -> None:
     t.add_argument("--optimizer", default="sgd", choices=["sgd", "rmsprop"])
     t.add_argument("--random-candidates", type=int, default=2,
                    help="random candidates per step besides the largest and the smallest")
+    t.add_argument("--sharing", default="ofa", choices=SHARING,
+                   help="ofa: a layer's expansions and kernels of one block kind are slices of one weight set "
+                        "(Once-for-All, default); spos: each op of a layer has its own (single-path one-shot)")
     t.add_argument("--seed", type=int, default=0)
     add_device_argument(t)
     t.add_argument("--out", help="supernet directory (new)")
@@ -54,12 +58,13 @@ def train(args) -> int:
                                                                    seed=args.seed).num_classes,
             resolution=resolution, train_subset=args.train_subset, epochs=args.epochs, batch_size=args.batch_size,
             lr=args.lr, optimizer=args.optimizer, random_candidates=args.random_candidates, seed=args.seed,
-            device=args.device)
+            device=args.device, sharing=args.sharing)
         sdir = SupernetDir(args.out)
         sdir.create(config)
     history = train_supernet(sdir, progress=not args.quiet)
     last = history[-1] if history else {}
-    print(f"supernet {sdir.path}: {len(history)} epochs, last loss {last.get('loss', float('nan')):.4f}, "
+    print(f"supernet {sdir.path} ({sdir.config().sharing} sharing): {len(history)} epochs, "
+          f"last loss {last.get('loss', float('nan')):.4f}, "
           f"{last.get('seconds', float('nan')):.1f} s/epoch")
     return 0
 
@@ -84,6 +89,8 @@ def export(args) -> int:
     deployment = space.decode(vector).replace(num_classes=cfg.num_classes)
     save_deployment(out, deployment, net.state_dict())
     write_json(out / "supernet.json", {"supernet": str(SupernetDir(args.supernet_dir).path), "vector": vector,
-                                       "val_accuracy": accuracy} | {k: getattr(cfg, k) for k in EXPORTED_SETTINGS})
-    print(f"exported to {out} (validation accuracy {accuracy:.4f} with recalibrated BatchNorm)")
+                                       "val_accuracy": accuracy, "sharing": cfg.sharing}
+               | {k: getattr(cfg, k) for k in EXPORTED_SETTINGS})
+    print(f"exported to {out} (validation accuracy {accuracy:.4f} with recalibrated BatchNorm, "
+          f"{cfg.sharing} sharing)")
     return 0

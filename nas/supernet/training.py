@@ -5,7 +5,8 @@ on the largest's soft predictions (KL divergence), all gradients summed before o
 step. The largest bounds what every slice can do and the smallest is the slice most starved of
 updates, so both are trained every step. Channels are re-sorted by importance at the start of
 each epoch so that narrow slices keep the filters that matter most. Optimizer, augmentation and
-schedule are the proxy training's (`nas.training`). State is saved after every epoch, so a
+schedule are the proxy training's (`nas.training`), and the same under either weight sharing
+(`--sharing`: only which weights a choice reads differs). State is saved after every epoch, so a
 killed training resumes at the last finished epoch and ends as an uninterrupted one would.
 """
 from __future__ import annotations

@@ -1,0 +1,240 @@
+"""Ranking fidelity of NAS-Bench-Macro supernets: how well does a supernet trained with `--sharing ofa`
+or `--sharing spos` rank the benchmark's networks by their trained accuracy, and from which epoch on?
+
+For every supernet directory given (`nas supernet train --space nasbench_macro`) and every epoch
+whose weights it keeps (weights_epochN.pt after epochs 1, 2, 4, 8, ...; the last finished epoch
+from state.pt), each network is scored as `nas search --evaluator supernet:DIR` scores a
+candidate (`nas.supernet.scoring.score`): its slice of the supernet, BatchNorm statistics
+re-estimated on 512 images of the search's training subset, then top-1 accuracy on the search's
+validation split. Both come from the supernet's training images (`nas.data.split_indices`, with
+the supernet's seed, so the validation images are none it trained on): the validation split is
+the first images of the 10% held out, as many as a search of that data uses (`--train-subset`,
+by default the search's: 5,000 training and 556 validation images for CIFAR-10).
+
+Ground truth: all 3,969 distinct NAS-Bench-Macro networks (`mean_acc`; `--sample N`: a seeded
+sample of N of them, the one experiments/zero_cost_fidelity.py --limit N scores), overall and
+within latency bands [0.9 T, T] for T the 25th, 50th and 75th percentile of `local_cpu_table_ms`
+(experiments/results/nasbench_macro_latency.csv). Per supernet, epoch and set: Kendall's tau and
+Spearman's rho (scipy) and the seconds per candidate (wall time of `score`, the subnet's copy
+of its weights included).
+
+Per-network scores go to a state file in the user's cache after every chunk of networks
+(atomically), keyed by a fingerprint of the weights and the split, so a killed run continues
+where it stopped and a supernet trained again is scored again:
+${XDG_CACHE_HOME:-~/.cache}/hw-nas/experiments/supernet_macro_scores.csv.
+
+    nas supernet train --space nasbench_macro --data cifar10:DIR --sharing ofa --epochs 32 --out runs/macro-ofa
+    nas supernet train --space nasbench_macro --data cifar10:DIR --sharing spos --epochs 32 --out runs/macro-spos
+    python experiments/supernet_macro_fidelity.py --supernet runs/macro-ofa runs/macro-spos [--sample N]
+
+Writes experiments/results/supernet_macro_fidelity{.csv,.md,.png}.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from nas.data import flips, parse_spec  # noqa: E402
+from nas.device import add_device_argument, resolve_device  # noqa: E402
+from nas.evaluation import cached_data  # noqa: E402
+from nas.run_dir import write_csv, write_text  # noqa: E402
+from nas.search_cli import PROXY_DEFAULTS  # noqa: E402
+from nas.search_report import markdown_table  # noqa: E402
+from nas.supernet.directory import SupernetConfig, SupernetDir  # noqa: E402
+from nas.supernet.model import Supernet  # noqa: E402
+from nas.supernet.scoring import RECALIBRATE_IMAGES, score  # noqa: E402
+from results_paths import shown  # noqa: E402
+from search_spaces.atomic import atomic_path  # noqa: E402
+from search_spaces.errors import UserError  # noqa: E402
+from zero_cost_fidelity import BAND_LOW, BAND_PERCENTILES, LATENCY_CSV, SEED, fidelity, nasbench_group  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+STATE_COLUMNS = ["weights", "split", "code", "accuracy", "seconds", "supernet", "epoch"]
+
+
+def state_path() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "hw-nas" / "experiments" / "supernet_macro_scores.csv"
+
+
+def read_state() -> pd.DataFrame:
+    path = state_path()
+    if not path.exists():
+        return pd.DataFrame(columns=STATE_COLUMNS)
+    return pd.read_csv(path, dtype={"weights": str, "split": str, "code": str})
+
+
+def fingerprint(model: Supernet) -> str:
+    """Of the weights themselves: a snapshot and state.pt of one epoch agree, a retrained supernet does not."""
+    h = hashlib.sha256()
+    for key, t in model.state_dict().items():
+        h.update(key.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def search_subset(cfg: SupernetConfig, given: int | None) -> int | None:
+    """The training subset a search of the supernet's data uses by default, unless `given`."""
+    return given if given is not None else PROXY_DEFAULTS.get(parse_spec(cfg.data)[0], {}).get("train_subset")
+
+
+def score_epoch(sdir: SupernetDir, epoch: int, codes: list[str], args: argparse.Namespace, state: pd.DataFrame,
+                device: torch.device) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Score every network of `codes` the state lacks for this epoch's weights, saving the state after
+    each chunk; (the state, this epoch's `value` and `seconds` by code)."""
+    model, cfg = sdir.trained(epoch)
+    subset = search_subset(cfg, args.train_subset)
+    key = (fingerprint(model), f"train_subset={subset} seed={cfg.seed}")
+
+    def mine(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame[(frame["weights"] == key[0]) & (frame["split"] == key[1])]
+
+    todo = [c for c in codes if c not in set(mine(state)["code"])]
+    if todo:
+        model.to(device)
+        data = cached_data(cfg.data, cfg.resolution, subset, cfg.seed, str(device))  # the search's own cache
+    with tqdm(total=len(todo), unit="net", desc=f"{sdir.path.name} ({cfg.sharing}) epoch {epoch}",
+              dynamic_ncols=True, disable=not todo) as bar:
+        for i in range(0, len(todo), args.chunk):
+            rows = []  # a chunk is saved whole: a kill loses at most this chunk
+            for code in todo[i:i + args.chunk]:
+                start = time.perf_counter()
+                _, accuracy = score(model, model.candidate([int(c) for c in code]), data, flips(cfg.data), cfg.seed)
+                rows.append([*key, code, accuracy, time.perf_counter() - start, str(sdir.path), epoch])
+                bar.update(1)
+            state = pd.concat([state, pd.DataFrame(rows, columns=STATE_COLUMNS)], ignore_index=True)
+            write_csv(state_path(), state)
+    values = mine(state).drop_duplicates("code", keep="last").set_index("code")
+    return state, values.rename(columns={"accuracy": "value"})[["value", "seconds"]]
+
+
+def sets_of(accuracy: pd.Series, latency: pd.Series) -> tuple[dict[str, pd.Series], list[str]]:
+    """{set name: ground truth of its networks}: all, and each latency band; a line per band."""
+    sets, lines = {"all": accuracy}, []
+    lat = latency.reindex(accuracy.index)
+    for p in BAND_PERCENTILES:
+        t = float(np.percentile(latency, p))
+        inside = (latency >= BAND_LOW * t) & (latency <= t)
+        sets[f"band_p{p}"] = accuracy[(lat >= BAND_LOW * t) & (lat <= t)]
+        lines.append(f"- band_p{p}: local_cpu_table_ms in [{BAND_LOW * t:.3f}, {t:.3f}] ms ({inside.sum():,} of the "
+                     f"{len(latency):,} networks; {len(sets[f'band_p{p}'])} of those scored here)")
+    return sets, lines
+
+
+def train_command(sdir: SupernetDir, cfg: SupernetConfig) -> str:
+    subset = f" --train-subset {cfg.train_subset}" if cfg.train_subset is not None else ""
+    return (f"nas supernet train --space {cfg.space} --data {shown(cfg.data)}{subset} --resolution {cfg.resolution} "
+            f"--epochs {cfg.epochs} --batch-size {cfg.batch_size} --lr {cfg.lr} --optimizer {cfg.optimizer} "
+            f"--random-candidates {cfg.random_candidates} --seed {cfg.seed} --sharing {cfg.sharing} "
+            f"--device {cfg.device} --out {shown(sdir.path)}")
+
+
+def plot(summary: pd.DataFrame, path: Path) -> None:
+    sets = list(dict.fromkeys(summary["set"]))
+    fig, axes = plt.subplots(1, len(sets), figsize=(3.2 * len(sets), 3.4), sharey=True, squeeze=False)
+    for ax, set_name in zip(axes[0], sets):
+        for (label, sharing), g in summary[summary["set"] == set_name].groupby(["supernet", "sharing"], sort=False):
+            ax.plot(g["epoch"], g["kendall_tau"], marker="o", label=f"{sharing} ({Path(label).name})")
+        ax.set_xscale("log", base=2)
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set(title=set_name, xlabel="supernet epoch")
+    axes[0][0].set_ylabel("Kendall tau vs mean_acc")
+    axes[0][-1].legend(fontsize=7)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def run(args: argparse.Namespace) -> None:
+    if args.chunk < 1 or (args.sample is not None and args.sample < 2):
+        raise UserError(f"--chunk must be positive and --sample at least 2, got {args.chunk} and {args.sample}")
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    group, latency = nasbench_group(args.sample)
+    accuracy = group.networks["accuracy"]
+    codes = list(accuracy.index)
+    sdirs = [SupernetDir(d) for d in args.supernet]
+    for sdir in sdirs:  # before hours of scoring the first
+        if sdir.config().space != "nasbench_macro":
+            raise UserError(f"supernet {shown(sdir.path)} is over space {sdir.config().space}, not nasbench_macro")
+    sets, band_lines = sets_of(accuracy, latency)
+    state = read_state()
+    rows, supernets, splits = [], [], set()
+    for sdir in sdirs:
+        cfg = sdir.config()
+        subset = search_subset(cfg, args.train_subset)
+        splits.add(f"{shown(cfg.data)}: {f'{subset:,}' if subset else 'all'} training images (seed {cfg.seed})")
+        for epoch in sdir.saved_epochs():
+            state, values = score_epoch(sdir, epoch, codes, args, state, device)
+            for set_name, truth in sets.items():
+                f = asdict(fidelity(set_name, cfg.sharing, truth, values))
+                rows.append({"supernet": shown(sdir.path), "sharing": cfg.sharing, "epoch": epoch, "set": set_name,
+                             "n": f["n"], "kendall_tau": f["kendall_tau"], "spearman_rho": f["spearman_rho"],
+                             "seconds_per_candidate": f["seconds_per_candidate"]})
+        epochs = pd.read_csv(sdir / "epochs.csv")
+        supernets.append(f"- `{train_command(sdir, cfg)}`: {len(epochs)} of {cfg.epochs} epochs trained, "
+                         f"{epochs['seconds'].mean():.0f} s per epoch; scored at epochs "
+                         f"{', '.join(map(str, sdir.saved_epochs()))}")
+    summary = pd.DataFrame(rows)
+    write_csv(args.out / "supernet_macro_fidelity.csv", summary)
+
+    networks = (f"a seeded sample of {len(codes)} of the 3,969 distinct networks (`--sample {args.sample}`, "
+                f"seed {SEED})" if args.sample else f"all {len(codes)} distinct networks")
+    command = ("python experiments/supernet_macro_fidelity.py --supernet " + " ".join(shown(d.path) for d in sdirs)
+               + (f" --sample {args.sample}" if args.sample else "")
+               + (f" --train-subset {args.train_subset}" if args.train_subset is not None else "")
+               + f" --device {args.device} --threads {args.threads}")
+    lines = ["# NAS-Bench-Macro supernets: ranking fidelity by epoch and weight sharing", "",
+             "Reproduce: train the supernets, then score (per-network scores: the state file "
+             "`${XDG_CACHE_HOME:-~/.cache}/hw-nas/experiments/supernet_macro_scores.csv`; a killed run resumes):", "",
+             *supernets, f"- `{command}`", "",
+             f"Networks: {networks}; ground truth NAS-Bench-Macro `mean_acc` (CIFAR-10 test accuracy, mean of 3 "
+             f"trainings). Each is scored as `nas search --evaluator supernet:DIR` scores it: BatchNorm "
+             f"recalibration on {RECALIBRATE_IMAGES} images of the search's training subset, then accuracy on "
+             f"the validation images the search carves from the training set with the supernet's seed (none the "
+             f"supernet trained on): {'; '.join(sorted(splits))}. Latency bands [0.9 T, T] for T a percentile of "
+             f"`local_cpu_table_ms` over all networks of {shown(LATENCY_CSV)}:", *band_lines, "",
+             f"`seconds_per_candidate`: wall time of `nas.supernet.scoring.score` on {device} with {args.threads} "
+             f"torch thread(s), on a machine of {os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f} at "
+             f"the end: other jobs slow it); scores read back from the state file keep the time they took then.", "",
+             markdown_table(summary, ".3g")]
+    write_text(args.out / "supernet_macro_fidelity.md", "\n".join(lines) + "\n")
+    plot(summary, args.out / "supernet_macro_fidelity.png")
+    print("\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--supernet", nargs="+", required=True, metavar="DIR",
+                    help="nasbench_macro supernet directories (nas supernet train), e.g. one per --sharing")
+    ap.add_argument("--sample", type=int, metavar="N", help="score a seeded sample of N networks, not all 3,969")
+    ap.add_argument("--train-subset", type=int, metavar="N",
+                    help="the search's training subset (default: a search's for the supernet's data)")
+    ap.add_argument("--chunk", type=int, default=50, help="networks between saves of the state file")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    add_device_argument(ap)
+    ap.add_argument("--out", type=Path, default=HERE / "results")
+    try:
+        run(ap.parse_args(argv))
+    except UserError as e:
+        print(f"{Path(__file__).name}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
