@@ -1,45 +1,49 @@
-"""The anchor: one fixed network timed among the whole networks a table is calibrated on and
-among those a validation times, so that a validation can divide out the machine's speed.
+"""The anchor: a fixed set of reference networks, timed when a table's end-to-end term is fitted
+and again among the networks of every validation, so that a validation can divide out the
+machine's speed of the moment.
 
 On a shared VM the same networks' median moves by up to 17% from minute to minute while every
 network moves together (`experiments/latency_fresh_vs_build.py`: tau about 0.9 between any two
 tables), so a validation an hour after a table's calibration is off by the machine's drift,
 whatever the table. A search states its budget against a reference network timed with the same
 table (T = MobileNetV3-Large's latency by default): what it depends on is latency relative to
-the machine's speed of the moment. The end-to-end term records the anchor's time among its
-calibration networks (`anchor_ms`: the table's level); a validation times the anchor among its
-networks too and reports the error both absolute and at the table's level (`relative`).
+the machine's speed of the moment.
 
-The anchor is timed among whole networks only, not with the chunks of ops: between ops its time
-depends on what ran before it (0.35-0.78 ms across chunks of 8-40 random ops, against 0.27 ms
-alone, while one op moved 6%), and scaling each chunk by it made a fresh table's ranking worse
-(Kendall tau 0.92 -> 0.66 on 40 mnv3 networks). Among networks it runs in the same company at
-calibration and at validation.
+The term records the first `REFERENCE_NETWORKS` of its calibration networks and their times
+(`anchor_archs`, `anchor_ms`: the table's level, free since they were timed anyway). A
+validation times them again among its own networks; the median of their time ratios is the
+machine's speed against the table's level, and the validation reports its error both absolute
+and with that speed divided out (`at_level`).
+
+Measured before this form (`experiments/results/latency_anchor_runs.csv`): one small fixed
+network (MobileNetV3-Small at 64 px) as the anchor. Timed with the chunks of ops, its time
+depended on the ops around it (0.35-0.78 ms across chunks, 0.27 ms alone, while one op moved 6%),
+and scaling each chunk by it made a fresh table rank worse (Kendall tau 0.92 -> 0.66); timed
+among whole networks, it still moved 10% between a calibration and a validation one minute
+apart while the networks did not. A median over several full-size networks, timed in the same
+company as the networks validated, is the steadier yardstick.
 """
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
-#: the anchor network: MobileNetV3-Small, 10 classes, at 64 px (a fraction of a millisecond on
-#: one core here, built of the same kinds of layers as the spaces)
-ANCHOR_NAME = "mobilenet_v3_small-10cls-64px"
+#: calibration networks kept as the table's reference (the median of their ratios is robust to one outlier)
+REFERENCE_NETWORKS = 8
 
 
-@functools.lru_cache(maxsize=1)
-def anchor_onnx():
-    from search_spaces.onnx_export import export_onnx
-    from search_spaces.references import reference
-
-    return export_onnx(reference("mobilenet_v3_small").replace(num_classes=10, resolution=64))
-
-
-def level_of(term: dict) -> float | None:
-    """The anchor's time when `term` was fitted (None for terms fitted before the anchor)."""
-    return term.get("anchor_ms") if term.get("anchor_network") == ANCHOR_NAME else None
+def reference_of(term: dict) -> tuple[list[str], list[float]] | None:
+    """(IR strings, ms at the table's level) of the term's reference networks; None for a term
+    fitted before tables kept them."""
+    archs, ms = term.get("anchor_archs"), term.get("anchor_ms")
+    return (list(archs), [float(x) for x in ms]) if isinstance(archs, list) and isinstance(ms, list) and archs else None
 
 
-def at_level(measured_ms, anchor_ms: float, level_ms: float) -> np.ndarray:
-    """Times measured beside an anchor timing of `anchor_ms`, brought to a table's level."""
-    return np.asarray(measured_ms, float) * (level_ms / anchor_ms)
+def speed(now_ms, level_ms) -> float:
+    """The machine's time factor against the table's level: the median ratio of the reference
+    networks' times now to their times at calibration (1.1: everything takes 10% longer now)."""
+    return float(np.median(np.asarray(now_ms, float) / np.asarray(level_ms, float)))
+
+
+def at_level(measured_ms, factor: float) -> np.ndarray:
+    """Times measured while the machine ran at `factor` (see `speed`), brought to the table's level."""
+    return np.asarray(measured_ms, float) / factor

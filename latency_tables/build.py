@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from latency_tables.anchor import ANCHOR_NAME, anchor_onnx
+from latency_tables.anchor import REFERENCE_NETWORKS
 from latency_tables.measure import Budget, summarize
 from latency_tables.ops import Op, arch_ops, op_onnx, parse_key, space_ops
 from latency_tables.table import LatencyTable, new_metadata, op_row, validate_network_term
@@ -43,22 +43,12 @@ def measure_ops(ops: list[Op], runner) -> list[dict]:
 
 def measure_networks(archs, runner) -> np.ndarray:
     """Median end-to-end latency (ms) of whole networks, timed interleaved like the ops."""
-    return _network_medians(archs, runner, anchor=False)
-
-
-def measure_networks_with_anchor(archs, runner) -> tuple[np.ndarray, float]:
-    """`measure_networks`, and the median of the anchor network timed among them (see `anchor`)."""
-    medians = _network_medians(archs, runner, anchor=True)
-    return medians[1:], float(medians[0])
-
-
-def _network_medians(archs, runner, anchor: bool) -> np.ndarray:
     from search_spaces.onnx_export import export_onnx
 
     if hasattr(runner, "budget"):
         saved, runner.budget = runner.budget, NETWORK_BUDGET
     try:
-        samples = runner.measure([anchor_onnx()] * anchor + [export_onnx(a) for a in archs])
+        samples = runner.measure([export_onnx(a) for a in archs])
     finally:
         if hasattr(runner, "budget"):
             runner.budget = saved
@@ -69,16 +59,17 @@ def fit_network_term(table: LatencyTable, archs, runner, resolution: int | None 
     """Time whole networks and fit the end-to-end term on them (see `fit_term`): the fullest
     form whose term the table accepts. Few or noisy networks can make least squares trade the
     terms against each other (a negative scale, an op with a negative in-network latency); a
-    simpler form is then the honest fit, and the term records which one was used, and the anchor's
-    time among the networks (the table's level, see `anchor`)."""
-    features = network_features(table, archs)
-    measured, anchor_ms = measure_networks_with_anchor(archs, runner)
+    simpler form is then the honest fit, and the term records which one was used, and the first
+    networks with their times (the table's level, see `anchor`)."""
+    features, measured = network_features(table, archs), measure_networks(archs, runner)
+    reference = {"anchor_archs": [a.to_string() for a in archs[:REFERENCE_NETWORKS]],
+                 "anchor_ms": [float(x) for x in measured[:REFERENCE_NETWORKS]]}
     reasons = []
     for form in TERM_FORMS:
         term = fit_term(*features, measured, form=form)
         try:
             check_term(table, term, f"form {term['form']}", resolution)
-            return {**term, "anchor_network": ANCHOR_NAME, "anchor_ms": anchor_ms}
+            return {**term, **reference}
         except UserError as e:
             reasons.append(str(e))
     raise UserError(f"no end-to-end term fits the {len(archs)} networks timed whole (last: {reasons[-1]}); "

@@ -1,9 +1,9 @@
 """Validating a table: time random networks end to end and compare with the table's prediction.
 
-A table whose end-to-end term records the anchor's time (`latency_tables.anchor`) is validated
-twice over: against the networks' absolute times, and against their times relative to the anchor
-timed among them (the machine's speed of the moment divided out, what a budget stated against a
-reference network depends on)."""
+A table whose end-to-end term keeps reference networks (`latency_tables.anchor`) is validated
+twice over: against the networks' absolute times, and against their times relative to the
+reference timed among them (the machine's speed of the moment divided out, what a budget stated
+against a reference network depends on)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 from scipy.stats import kendalltau
 
-from latency_tables.anchor import at_level, level_of
-from latency_tables.build import measure_networks, measure_networks_with_anchor, random_archs
+from latency_tables.anchor import at_level, reference_of, speed
+from latency_tables.build import measure_networks, random_archs
+from search_spaces.ir import Arch
 
 
 def validate_table(table, space, runner, samples: int = 100, seed: int = 12345,
@@ -28,19 +29,19 @@ def validate_table(table, space, runner, samples: int = 100, seed: int = 12345,
     table.calibrate_if_able(r, space=space)
     archs = random_archs(space, samples, seed, r)
     predicted = np.array([table.query_total(a) for a in archs])
-    level = level_of(table.term_at(r))
-    if level is None:
-        measured = measure_networks(archs, runner)
-    else:
-        measured, anchor_ms = measure_networks_with_anchor(archs, runner)
+    reference = reference_of(table.term_at(r))
+    refs = [] if reference is None else [Arch.from_string(s) for s in reference[0]]
+    timed = measure_networks(refs + archs, runner)  # the reference among the networks, in the same company
+    measured = timed[len(refs):]
     df = pd.DataFrame({"arch": [a.to_string() for a in archs], "predicted_ms": predicted,
                        "measured_ms": measured, "rel_err": (predicted - measured) / measured})
     stats = agreement(predicted, measured)
-    if level is not None:
-        df["measured_at_table_level_ms"] = leveled = at_level(measured, anchor_ms, level)
+    if reference is not None:
+        factor = speed(timed[:len(refs)], reference[1])
+        df["measured_at_table_level_ms"] = leveled = at_level(measured, factor)
         df["anchor_rel_err"] = (predicted - leveled) / leveled
         stats.update({f"anchor_{k}": v for k, v in agreement(predicted, leveled).items() if k != "n"},
-                     anchor_ms=anchor_ms, anchor_level_ms=level)
+                     anchor_speed=factor, anchor_networks=len(refs))
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 from latency_tables import LatencyTable, arch_ops, load_target
-from latency_tables.anchor import anchor_onnx
 from latency_tables.build import build_table, measure_ops
 from latency_tables.measure import Budget, CommandRunner, OnnxRuntimeRunner
 from latency_tables.missing import Measure
@@ -78,14 +77,14 @@ def test_the_runner_creates_a_spare_session_after_the_timed_ones():
 
 
 class CountingRunner(OnnxRuntimeRunner):
-    """Counts the models it times but the anchor, to check that a resumed build skips finished ops."""
+    """Counts the models it times, to check that a resumed build skips finished ops."""
 
     def __init__(self, *a, **k):
         super().__init__(*a, **k)
         self.timed = 0
 
     def measure(self, models):
-        self.timed += sum(m is not anchor_onnx() for m in models)
+        self.timed += len(models)
         return super().measure(models)
 
 
@@ -298,7 +297,7 @@ def test_a_fit_the_table_would_refuse_falls_back_to_a_simpler_form(tmp_path, mon
     # a large negative per-MAC coefficient: the full form fits it exactly, and the ops with the most
     # MACs per millisecond then cost less than nothing inside a network
     measured = 0.8 * sums - 2.0 * mmacs + 0.05 * (mmacs ** 2) + 40.0
-    monkeypatch.setattr(build, "measure_networks_with_anchor", lambda archs, runner: (measured, 1.0))
+    monkeypatch.setattr(build, "measure_networks", lambda archs, runner: measured)
     with pytest.raises(UserError, match="latency of"):
         full = build.fit_term(sums, inputs, mmacs, measured)
         build.validate_network_term(full, [1.0] * len(table), *zip(*[(op.input_melems, op.macs() / 1e6)
