@@ -15,3 +15,27 @@ os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def killed_after_one_epoch(monkeypatch):
+    """Runs `nas ARGV` killed (KeyboardInterrupt) right after its supernet's first epoch is saved,
+    as a kill between epochs would; returns its exit code. Saving is normal again afterwards."""
+    from nas.cli import main
+    from nas.supernet.directory import SupernetDir
+
+    save = SupernetDir.save_state
+
+    def save_then_die(self, state, history):
+        save(self, state, history)
+        raise KeyboardInterrupt
+
+    def run(argv) -> int:
+        monkeypatch.setattr(SupernetDir, "save_state", save_then_die)
+        try:
+            return main(argv)
+        finally:
+            monkeypatch.setattr(SupernetDir, "save_state", save)
+    return run

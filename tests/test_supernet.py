@@ -93,17 +93,9 @@ def trained(tmp_path_factory):
     return out
 
 
-def test_an_interrupted_training_resumes_to_the_same_weights(trained, tmp_path, monkeypatch):
+def test_an_interrupted_training_resumes_to_the_same_weights(trained, tmp_path, killed_after_one_epoch):
     out = tmp_path / "sn"
-    save = SupernetDir.save_state
-
-    def save_then_die(self, state, history):  # killed right after the first epoch was saved
-        save(self, state, history)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(SupernetDir, "save_state", save_then_die)
-    assert main(["supernet", "train", *TINY, "--epochs", "2", "--out", str(out)]) == 130
-    monkeypatch.setattr(SupernetDir, "save_state", save)
+    assert killed_after_one_epoch(["supernet", "train", *TINY, "--epochs", "2", "--out", str(out)]) == 130
     assert SupernetDir(out).state()["epoch"] == 1
     assert main(["supernet", "train", "--resume", str(out), "--quiet"]) == 0
     resumed, straight = SupernetDir(out).state(), SupernetDir(trained).state()
