@@ -27,6 +27,8 @@ NETWORK_BUDGET = Budget(warmup=2, runs_per_round=1, min_rounds=15, max_rounds=60
 RESUME_FIELDS = ("device", "threads", "runner", "precision")
 #: random networks timed whole to fit the end-to-end term
 CALIBRATION_NETWORKS = 40
+#: ops timed together in one interleaved batch, by a build, a calibration and a table filling itself alike
+OP_CHUNK = 40
 
 
 def random_archs(space, n: int, seed: int, resolution: int) -> list:
@@ -39,6 +41,17 @@ def measure_ops(ops: list[Op], runner) -> list[dict]:
     """Table rows of ops timed together (one interleaved batch)."""
     samples = runner.measure([op_onnx(op) for op in ops])
     return [op_row(op, summarize(s), "measured") for op, s in zip(ops, samples)]
+
+
+def op_chunks(ops: list[Op], chunk: int = OP_CHUNK, seed: int = 0) -> list[list[Op]]:
+    """`ops` shuffled and cut into batches of `chunk`, the company every op of a table is timed in.
+
+    An op's standalone time depends on the ops interleaved with it, and the end-to-end term is
+    fitted on ops timed in such batches: ops timed a few at a time (one queried network's) would be
+    predicted with a term fitted for other conditions. Shuffling mixes big and small ops in every batch."""
+    todo = list(ops)
+    random.Random(seed).shuffle(todo)
+    return [todo[i:i + chunk] for i in range(0, len(todo), chunk)]
 
 
 def measure_networks(archs, runner) -> np.ndarray:
@@ -123,7 +136,7 @@ def fit_term(sums, inputs, mmacs, measured, form: tuple[str, ...] = TERM_FORMS[0
 
 
 def calibrate_table(table: LatencyTable, space, runner, networks: int = CALIBRATION_NETWORKS, seed: int = 0,
-                    resolution: int | None = None, chunk: int = 40, progress: bool = True) -> dict:
+                    resolution: int | None = None, chunk: int = OP_CHUNK, progress: bool = True) -> dict:
     """Fit the table's end-to-end term on `networks` random networks of `space` (at the table's
     resolution), timing first the ops of theirs the table lacks. One path for a build and for a
     table that fills itself on first use (`missing.Measure`), so both end with the same term."""
@@ -132,9 +145,9 @@ def calibrate_table(table: LatencyTable, space, runner, networks: int = CALIBRAT
     missing = list(dict.fromkeys(op for a in archs for _, op in arch_ops(a) if op.key not in table))
     with tqdm(total=len(missing) + networks, unit="model", desc=f"calibrate {table.metadata.get('device')}",
               disable=not progress, file=sys.stderr) as bar:
-        for i in range(0, len(missing), chunk):
-            table.add_rows(measure_ops(missing[i:i + chunk], runner))
-            bar.update(len(missing[i:i + chunk]))
+        for batch in op_chunks(missing, chunk, seed):
+            table.add_rows(measure_ops(batch, runner))
+            bar.update(len(batch))
         term = fit_network_term(table, archs, runner, r)
         table.set_term(r, term)
         bar.update(networks)
@@ -142,7 +155,7 @@ def calibrate_table(table: LatencyTable, space, runner, networks: int = CALIBRAT
 
 
 def build_table(space, device: str, out: str | Path, runner, resolution: int | None = None,
-                ops: list[Op] | None = None, chunk: int = 40, calibrate: int = CALIBRATION_NETWORKS, seed: int = 0,
+                ops: list[Op] | None = None, chunk: int = OP_CHUNK, calibrate: int = CALIBRATION_NETWORKS, seed: int = 0,
                 progress: bool = True, recalibrate: bool = False) -> LatencyTable:
     """Measure every op of `space` (or the given `ops`) into the table file `out`, resuming it."""
     out = Path(out)
@@ -163,12 +176,10 @@ def build_table(space, device: str, out: str | Path, runner, resolution: int | N
                                                 clock=runner.clock_name, precision=runner.precision,
                                                 complete=False, **extra))
     todo = [op for op in (ops if ops is not None else space_ops(space, r)) if op.key not in table]
-    random.Random(seed).shuffle(todo)  # mix big and small ops in every interleaved chunk
     started = time.time()
     with tqdm(total=len(todo) + len(table), initial=len(table), unit="op", desc=f"build {device}",
               disable=not progress, file=sys.stderr) as bar:
-        for i in range(0, len(todo), chunk):
-            batch = todo[i:i + chunk]
+        for batch in op_chunks(todo, chunk, seed):
             table.add_rows(measure_ops(batch, runner))
             table.metadata["measure_seconds"] = table.metadata.get("measure_seconds", 0.0) + (time.time() - started)
             started = time.time()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
-from latency_tables.build import CALIBRATION_NETWORKS, calibrate_table, check_term, measure_ops
+from latency_tables.build import CALIBRATION_NETWORKS, calibrate_table, check_term, measure_ops, op_chunks
 from latency_tables.measure import OnnxRuntimeRunner
 from latency_tables.model import OpModel
 from latency_tables.ops import Op
@@ -31,7 +31,8 @@ class Measure:
     runner: OnnxRuntimeRunner | None = field(default=None, repr=False)
 
     def __call__(self, table: LatencyTable, ops: list[Op]) -> None:
-        table.add_rows(measure_ops(ops, self._runner()))
+        for batch in op_chunks(ops):
+            table.add_rows(measure_ops(batch, self._runner()))
         resolutions = [table.metadata.get("resolution")] + [int(r) for r in table.metadata.get("network_terms") or {}]
         for r in resolutions:
             term = table.stored_term(r)

@@ -14,6 +14,7 @@ from scipy.stats import kendalltau
 
 from latency_tables.anchor import at_level, reference_of, speed
 from latency_tables.build import measure_networks, random_archs
+from latency_tables.ops import arch_ops
 from search_spaces.ir import Arch
 
 
@@ -28,6 +29,9 @@ def validate_table(table, space, runner, samples: int = 100, seed: int = 12345,
     r = table.metadata.get("resolution") or space.resolution
     table.calibrate_if_able(r, space=space)
     archs = random_archs(space, samples, seed, r)
+    # every op the table lacks, timed in a build's batches before any prediction, rather than a
+    # few at a time as each network is queried (see `build.op_chunks`)
+    table.add_missing([op for a in archs for _, op in arch_ops(a)])
     predicted = np.array([table.query_total(a) for a in archs])
     reference = reference_of(table.term_at(r))
     refs = [] if reference is None else [Arch.from_string(s) for s in reference[0]]

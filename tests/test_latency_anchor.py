@@ -74,3 +74,29 @@ def test_the_speed_is_the_median_ratio_and_divides_out():
     # one reference network disturbed (3x) does not move the median of five
     assert speed([1.1, 2.2, 3.3, 13.2, 5.5], [1.0, 2.0, 3.0, 4.0, 5.0]) == pytest.approx(1.1)
     assert at_level([2.2, 4.4], 1.1) == pytest.approx([2.0, 4.0])
+
+
+class BatchRecorder(DriftingRunner):
+    def __init__(self):
+        super().__init__([1.0])
+        self.sizes = []
+
+    def measure(self, models):
+        self.sizes.append(len(models))
+        return super().measure(models)
+
+
+def test_a_fresh_tables_validation_times_its_missing_ops_in_build_sized_batches():
+    """The term is fitted on ops timed 40 at a time (calibration); the validation's own missing ops
+    are timed the same way before any prediction, not a few per queried network."""
+    from latency_tables.build import OP_CHUNK
+    from latency_tables.missing import Measure
+    from latency_tables.table import new_metadata
+
+    space, runner = get_space("mnv3"), BatchRecorder()
+    table = LatencyTable(None, new_metadata("local_cpu", "mnv3", 32, 1), missing=Measure(networks=8, runner=runner))
+    validate_table(table, space, DriftingRunner([1.0]), samples=12)
+    networks = runner.sizes.index(8)  # the calibration's networks, timed whole
+    calibration, validation = runner.sizes[:networks], runner.sizes[networks + 1:]
+    for batches in (calibration, validation):
+        assert len(batches) >= 2 and all(n == OP_CHUNK for n in batches[:-1]) and 0 < batches[-1] <= OP_CHUNK
