@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from nas.device import add_device_argument
+from nas.supernet.directory import SAMPLING
 from nas.supernet.model import SHARING
 from search_spaces.errors import UserError
 
@@ -20,10 +21,14 @@ def register(sub) -> None:
     t.add_argument("--lr", type=float, default=0.05)
     t.add_argument("--optimizer", default="sgd", choices=["sgd", "rmsprop"])
     t.add_argument("--random-candidates", type=int, default=2,
-                   help="random candidates per step besides the largest and the smallest")
+                   help="random candidates per sandwich step besides the largest and the smallest")
     t.add_argument("--sharing", default="ofa", choices=SHARING,
                    help="ofa: a layer's expansions and kernels of one block kind are slices of one weight set "
                         "(Once-for-All, default); spos: each op of a layer has its own (single-path one-shot)")
+    t.add_argument("--sampling", choices=SAMPLING,
+                   help="sandwich: the largest, the smallest and --random-candidates random candidates per step, "
+                        "distilled from the largest (default with --sharing ofa); uniform: one random candidate "
+                        "per step on the labels (default with --sharing spos)")
     t.add_argument("--seed", type=int, default=0)
     add_device_argument(t)
     t.add_argument("--out", help="supernet directory (new)")
@@ -58,12 +63,14 @@ def train(args) -> int:
                                                                    seed=args.seed).num_classes,
             resolution=resolution, train_subset=args.train_subset, epochs=args.epochs, batch_size=args.batch_size,
             lr=args.lr, optimizer=args.optimizer, random_candidates=args.random_candidates, seed=args.seed,
-            device=args.device, sharing=args.sharing)
+            device=args.device, sharing=args.sharing,
+            sampling=args.sampling or ("uniform" if args.sharing == "spos" else "sandwich"))
         sdir = SupernetDir(args.out)
         sdir.create(config)
     history = train_supernet(sdir, progress=not args.quiet)
     last = history[-1] if history else {}
-    print(f"supernet {sdir.path} ({sdir.config().sharing} sharing): {len(history)} epochs, "
+    print(f"supernet {sdir.path} ({sdir.config().sharing} sharing, {sdir.config().sampling} sampling): "
+          f"{len(history)} epochs, "
           f"last loss {last.get('loss', float('nan')):.4f}, "
           f"{last.get('seconds', float('nan')):.1f} s/epoch")
     return 0

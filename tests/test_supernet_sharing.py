@@ -168,3 +168,35 @@ def test_a_bad_sharing_in_the_settings_file_is_refused(trained, tmp_path):
     (bad / "supernet.json").write_text(json.dumps(doc | {"sharing": "all"}))
     with pytest.raises(UserError, match="--sharing must be one of ofa, spos, got 'all'"):
         SupernetDir(bad).config()
+
+
+def test_spos_trains_one_uniform_candidate_per_step_ofa_the_sandwich(tmp_path, monkeypatch):
+    """SPOS's own training: one candidate drawn uniformly per step, on the labels; the sandwich
+    rule trains the largest, the smallest and --random-candidates (1 here) more per step."""
+    calls = []
+    forward = Supernet.forward
+    monkeypatch.setattr(Supernet, "forward", lambda self, x, cand: calls.append(cand) or forward(self, x, cand))
+    per_sharing = {}
+    for sharing in ("spos", "ofa"):
+        calls.clear()
+        assert main(["supernet", "train", *TINY, "--sharing", sharing, "--epochs", "1",
+                     "--out", str(tmp_path / sharing)]) == 0
+        per_sharing[sharing] = len(calls)
+    assert SupernetDir(tmp_path / "spos").config().sampling == "uniform"
+    assert SupernetDir(tmp_path / "ofa").config().sampling == "sandwich"
+    assert per_sharing["ofa"] == 3 * per_sharing["spos"] > 0
+    # either sampling goes with either sharing when asked for
+    assert main(["supernet", "train", *TINY, "--sharing", "spos", "--sampling", "sandwich", "--epochs", "1",
+                 "--out", str(tmp_path / "spos-sandwich")]) == 0
+    assert SupernetDir(tmp_path / "spos-sandwich").config().sampling == "sandwich"
+
+
+def test_a_supernet_saved_before_sampling_was_an_option_trained_the_sandwich(trained, tmp_path):
+    doc = json.loads((trained["spos"] / "supernet.json").read_text())
+    older = tmp_path / "older"
+    older.mkdir()
+    (older / "supernet.json").write_text(json.dumps({k: v for k, v in doc.items() if k != "sampling"}))
+    assert SupernetDir(older).config().sampling == "sandwich"
+    (older / "supernet.json").write_text(json.dumps(doc | {"sampling": "both"}))
+    with pytest.raises(UserError, match="--sampling must be one of sandwich, uniform, got 'both'"):
+        SupernetDir(older).config()

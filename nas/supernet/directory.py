@@ -21,6 +21,8 @@ from search_spaces.space import get_space
 #: what an exported subnet's supernet.json records of its supernet's settings: the images and the
 #: size its weights (and recalibrated BatchNorm statistics) hold for, which NetAdapt fine-tunes on
 EXPORTED_SETTINGS = ("data", "resolution", "train_subset", "seed")
+#: which candidates a training step trains (nas.supernet.training says how and why)
+SAMPLING = ("sandwich", "uniform")
 
 
 @dataclass(frozen=True)
@@ -38,12 +40,15 @@ class SupernetConfig:
     seed: int = 0
     device: str = "cpu"
     sharing: str = "ofa"           # which choices share weights (nas.supernet.model); older supernets: ofa
+    sampling: str = "sandwich"     # which candidates a step trains (nas.supernet.training); older supernets: sandwich
 
     def __post_init__(self):
         check_numbers(asdict(self))
         get_space(self.space)
         if self.sharing not in SHARING:
             raise UserError(f"--sharing must be one of {', '.join(SHARING)}, got {self.sharing!r}")
+        if self.sampling not in SAMPLING:
+            raise UserError(f"--sampling must be one of {', '.join(SAMPLING)}, got {self.sampling!r}")
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int):
             raise UserError(f"--epochs must be a whole number for a supernet, got {self.epochs!r}")
         if isinstance(self.random_candidates, bool) or not isinstance(self.random_candidates, int) \

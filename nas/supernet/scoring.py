@@ -8,7 +8,6 @@ the exported subnet stay the same function.
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
 import torch
 
@@ -17,7 +16,6 @@ from nas.supernet.directory import SupernetConfig, SupernetDir
 from nas.supernet.model import Candidate, Supernet
 from nas.training import evaluate, recalibrate_bn
 from search_spaces.builder import Net
-from search_spaces.errors import UserError
 
 RECALIBRATE_IMAGES = 512
 

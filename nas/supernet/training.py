@@ -1,9 +1,14 @@
-"""Supernet training (BigNAS / Once-for-All): the sandwich rule with in-place distillation.
+"""Supernet training: the sandwich rule with in-place distillation (BigNAS / Once-for-All), or
+uniform single-path sampling (SPOS).
 
-Each step trains the largest candidate on the labels, then the smallest and a few random ones
-on the largest's soft predictions (KL divergence), all gradients summed before one optimizer
-step. The largest bounds what every slice can do and the smallest is the slice most starved of
-updates, so both are trained every step. Channels are re-sorted by importance at the start of
+`sandwich`: each step trains the largest candidate on the labels, then the smallest and a few
+random ones on the largest's soft predictions (KL divergence), all gradients summed before one
+optimizer step. The largest bounds what every slice can do and the smallest is the slice most
+starved of updates, so both are trained every step. `uniform` (Guo et al., single-path one-shot):
+each step trains one candidate drawn uniformly on the labels, so every op of a layer is trained
+equally often (under the sandwich rule, an op that is neither the largest nor the smallest, such as
+NAS-Bench-Macro's e3k3, is trained by the random candidates alone); a step costs a quarter of a
+sandwich step with two random candidates. Channels are re-sorted by importance at the start of
 each epoch so that narrow slices keep the filters that matter most. Optimizer, augmentation and
 schedule are the proxy training's (`nas.training`), and the same under either weight sharing
 (`--sharing`: only which weights a choice reads differs). State is saved after every epoch, so a
@@ -66,14 +71,18 @@ def train_supernet(sdir: SupernetDir, progress: bool = True) -> list[dict]:
             x = split.normalize(augment(split.x[idx], gen, flips(cfg.data))).to(device)
             y = split.y[idx].to(device)
             opt.zero_grad(set_to_none=True)
-            logits = model(x, largest)
-            loss = loss_fn(logits, y)
-            loss.backward()
-            soft = logits.detach().softmax(1)
-            for cand in [smallest] + [model.candidate(space.sample(rng)) for _ in range(cfg.random_candidates)]:
-                distill = F.kl_div(model(x, cand).log_softmax(1), soft, reduction="batchmean")
-                distill.backward()
-                loss = loss + distill.detach()
+            if cfg.sampling == "uniform":
+                loss = loss_fn(model(x, model.candidate(space.sample(rng))), y)
+                loss.backward()
+            else:
+                logits = model(x, largest)
+                loss = loss_fn(logits, y)
+                loss.backward()
+                soft = logits.detach().softmax(1)
+                for cand in [smallest] + [model.candidate(space.sample(rng)) for _ in range(cfg.random_candidates)]:
+                    distill = F.kl_div(model(x, cand).log_softmax(1), soft, reduction="batchmean")
+                    distill.backward()
+                    loss = loss + distill.detach()
             if not torch.isfinite(loss):
                 raise TrainingDiverged(f"supernet loss is {loss.item()} in epoch {epoch + 1}")
             opt.step()
