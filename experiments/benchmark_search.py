@@ -51,6 +51,7 @@ from nas.latency_window import LatencyWindow, Screen  # noqa: E402
 from nas.reward import Reward  # noqa: E402
 from nas.run_dir import write_csv, write_text  # noqa: E402
 from nas.search_report import markdown_table  # noqa: E402
+from script_main import run_script  # noqa: E402
 from search_spaces.atomic import atomic_write  # noqa: E402
 from search_spaces.errors import UserError  # noqa: E402
 from search_spaces.space import get_space  # noqa: E402
@@ -444,7 +445,7 @@ def parse_list(text: str, known) -> list[str]:
     return items
 
 
-def main(argv=None) -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--latency-csv", type=Path, default=HERE / "results" / "nasbench_macro_latency.csv")
     ap.add_argument("--seeds", type=int, default=25)
@@ -452,7 +453,10 @@ def main(argv=None) -> None:
     ap.add_argument("--controllers", default=",".join(CONTROLLERS))
     ap.add_argument("--targets", default=",".join(TARGETS))
     ap.add_argument("--out", type=Path, default=HERE / "results")
-    args = ap.parse_args(argv)
+    return run_script(ap, run, argv, __file__)
+
+
+def run(args: argparse.Namespace) -> None:
     args.controllers = parse_list(args.controllers, CONTROLLERS)
     args.targets = parse_list(args.targets, TARGETS)
     if args.seeds < 1 or args.queries < 1:
@@ -526,7 +530,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except UserError as e:
-        sys.exit(f"error: {e}")
+    sys.exit(main())

@@ -313,8 +313,8 @@ def report(plan: Plan, work: Path, results: Path, name: str, hours: str, done: d
           f"- Search, retraining and NetAdapt for pixel_cpu took {pipeline_h:.3f} {hours} (wall time of the "
           f"invocations that completed each stage); `search_{hours}` of a searched network is its pipeline up to "
           f"it, `train_{hours}` its fixed-recipe trainings summed over seeds.",
-          f"- Winner picked on validation accuracy among the retrained candidates; the test split is used only "
-          f"in the final training's evaluation.", "",
+          "- Winner picked on validation accuracy among the retrained candidates; the test split is used only "
+          "in the final training's evaluation.", "",
           markdown_table(table[cols]), "",
           "## Each winner on each target (table latency, ms)", "", markdown_table(two), "",
           "## NetAdapt", ""]

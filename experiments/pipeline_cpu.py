@@ -51,6 +51,7 @@ from nas.benchmarks.nasbench_macro import distinct, records
 from nas.run_dir import write_csv, write_text
 from nas.search_report import markdown_table
 from results_paths import shown
+from script_main import run_script
 from search_spaces.atomic import atomic_path
 from search_spaces.errors import UserError
 
@@ -193,7 +194,7 @@ def plot(rows: pd.DataFrame, latency: pd.Series, T: float, path: Path) -> None:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
 
 
-def main(argv=None) -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--methods", default="supernet,random,zc", help=f"comma-separated, of {', '.join(METHODS)}")
     ap.add_argument("--supernet", type=Path, help="a `nas supernet train --space nasbench_macro` directory")
@@ -205,26 +206,30 @@ def main(argv=None) -> None:
     ap.add_argument("--train-subset", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=HERE / "results")
-    args = ap.parse_args(argv)
-    try:
-        args.methods = [m for m in args.methods.split(",") if m]
-        unknown = set(args.methods) - set(METHODS)
-        if unknown or not args.methods:
-            raise UserError(f"--methods {','.join(sorted(unknown)) or '(none)'}: expected some of {', '.join(METHODS)}")
-        if {"supernet", "random"} & set(args.methods) and not (args.supernet and (args.supernet / "epochs.csv").exists()):
-            raise UserError(f"--supernet {args.supernet}: not a trained supernet directory (no epochs.csv)")
-        if not LATENCY_CSV.exists():
-            raise UserError(f"{shown(LATENCY_CSV)} not found: run experiments/nasbench_macro_latency.py first")
-        latency = pd.read_csv(LATENCY_CSV, dtype={"code": str}).set_index("code")["local_cpu_table_ms"]
-        T = float(latency.reindex(distinct().index).median())
-        rows = []
-        for method in methods(args):
-            run, seconds = run_search(method, T, args.seed, cache_dir())
-            rows.append(judged(method, run, seconds, latency, T))
-        rows.append(random_pick_row(latency, T))
-    except UserError as e:
-        sys.exit(f"error: {e}")
-    table = pd.DataFrame(rows)
+    return run_script(ap, run, argv, __file__)
+
+
+def run(args: argparse.Namespace) -> None:
+    args.methods = [m for m in args.methods.split(",") if m]
+    unknown = set(args.methods) - set(METHODS)
+    if unknown or not args.methods:
+        raise UserError(f"--methods {','.join(sorted(unknown)) or '(none)'}: expected some of {', '.join(METHODS)}")
+    if {"supernet", "random"} & set(args.methods) and not (args.supernet and (args.supernet / "epochs.csv").exists()):
+        raise UserError(f"--supernet {args.supernet}: not a trained supernet directory (no epochs.csv)")
+    if not LATENCY_CSV.exists():
+        raise UserError(f"{shown(LATENCY_CSV)} not found: run experiments/nasbench_macro_latency.py first")
+    latency = pd.read_csv(LATENCY_CSV, dtype={"code": str}).set_index("code")["local_cpu_table_ms"]
+    T = float(latency.reindex(distinct().index).median())
+    rows = []
+    for method in methods(args):
+        run_dir, seconds = run_search(method, T, args.seed, cache_dir())
+        rows.append(judged(method, run_dir, seconds, latency, T))
+    rows.append(random_pick_row(latency, T))
+    report(pd.DataFrame(rows), args, latency, T)
+
+
+def report(table: pd.DataFrame, args: argparse.Namespace, latency: pd.Series, T: float) -> None:
+    """Rows of earlier runs of other methods are kept: each method can be run (and resumed) alone."""
     out = args.out
     previous = pd.read_csv(out / "pipeline_cpu.csv", dtype={"network": str, "top1_by_score": str}) \
         if (out / "pipeline_cpu.csv").exists() else pd.DataFrame(columns=table.columns)
@@ -234,16 +239,17 @@ def main(argv=None) -> None:
     best = in_budget(latency, T)
     write_text(out / "pipeline_cpu.md", "\n".join([
         "# The pipeline on a CPU, judged by NAS-Bench-Macro", "",
-        (f"T = {T:.3f} ms (median local_cpu table latency of the 3,969 networks); window [{WINDOW[0]} T, {WINDOW[1]} T]; "
-        f"{len(best):,} networks within budget, the best {best.idxmax()} at {best.max():.2f}%. The network found "
-        f"is the best by benchmark accuracy of each search's top {TOP} by its own score; `top1_*`: the search's "
-        "single best by score. Hours: wall-clock on the machine that ran it, the supernet's training included."), "",
+        (f"T = {T:.3f} ms (median local_cpu table latency of the 3,969 networks); window [{WINDOW[0]} T, "
+         f"{WINDOW[1]} T]; {len(best):,} networks within budget, the best {best.idxmax()} at {best.max():.2f}%. "
+         f"The network found is the best by benchmark accuracy of each search's top {TOP} by its own score; "
+         "`top1_*`: the search's single best by score. Hours: wall-clock on the machine that ran it, the "
+         "supernet's training included."), "",
         markdown_table(table, ".3g"), "",
         ("Reproduce: `python experiments/pipeline_cpu.py --supernet DIR --data cifar10:../shared/data "
-        f"--methods {','.join(args.methods)} --candidates {args.candidates} --seed {args.seed}`"), ""]))
+         f"--methods {','.join(args.methods)} --candidates {args.candidates} --seed {args.seed}`"), ""]))
     plot(table, latency, T, out / "pipeline_cpu.png")
     print(markdown_table(table, ".3g"))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

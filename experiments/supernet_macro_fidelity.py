@@ -58,6 +58,7 @@ from nas.supernet.directory import SupernetConfig, SupernetDir  # noqa: E402
 from nas.supernet.model import Supernet  # noqa: E402
 from nas.supernet.scoring import RECALIBRATE_IMAGES, score  # noqa: E402
 from results_paths import shown  # noqa: E402
+from script_main import run_script  # noqa: E402
 from search_spaces.atomic import atomic_path  # noqa: E402
 from search_spaces.errors import UserError  # noqa: E402
 from zero_cost_fidelity import BAND_LOW, BAND_PERCENTILES, LATENCY_CSV, SEED, fidelity, nasbench_group  # noqa: E402
@@ -228,12 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     add_device_argument(ap)
     ap.add_argument("--out", type=Path, default=HERE / "results")
-    try:
-        run(ap.parse_args(argv))
-    except UserError as e:
-        print(f"{Path(__file__).name}: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_script(ap, run, argv, __file__)
 
 
 if __name__ == "__main__":

@@ -53,6 +53,7 @@ from nas.search_cli import PROXY_DEFAULTS  # noqa: E402
 from nas.search_report import markdown_table  # noqa: E402
 from nas.zero_cost import SCORES, score_arch  # noqa: E402
 from results_paths import shown  # noqa: E402
+from script_main import run_script  # noqa: E402
 from search_spaces.atomic import atomic_path  # noqa: E402
 from search_spaces.errors import UserError  # noqa: E402
 from search_spaces.ir import Arch  # noqa: E402
@@ -287,12 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chunk", type=int, default=25, help="networks between saves of the state file")
     ap.add_argument("--limit", type=int, help="a seeded sample of N NAS-Bench-Macro networks, the first N mnv3 ones")
     ap.add_argument("--out", type=Path, default=HERE / "results")
-    try:
-        run(ap.parse_args(argv))
-    except UserError as e:
-        print(f"{Path(__file__).name}: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_script(ap, run, argv, __file__)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ import pandas as pd
 import pytest
 
 from nas.cli import build_parser, main
-from nas.run_config import RunConfig
 from nas.run_dir import RunDir
 from nas.search import SearchSession
 from nas.search_cli import new_config
