@@ -23,6 +23,10 @@ def shown(spec) -> str:
         return f"{kind}:{shown(rest)}"
     if not os.path.isabs(text):
         return text
+    home = Path.home()
+    if Path(text).is_relative_to(home) and not REPO.is_relative_to(home):
+        # the user cache, where long jobs keep their state: the same on every machine as ~/...
+        return "~/" + Path(text).relative_to(home).as_posix()
     try:
         return Path(os.path.relpath(text, REPO)).as_posix()
     except ValueError:  # on another drive (Windows): there is no relative path, the name has to do

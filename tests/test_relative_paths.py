@@ -68,6 +68,19 @@ def test_results_writers_show_paths_relative_to_the_repository():
     assert not MACHINE_PATH.search(shown("/tmp/x/t.csv"))
 
 
+def test_a_path_in_the_home_directory_outside_the_repository_is_shown_from_home(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "experiments"))
+    try:
+        from results_paths import shown
+    finally:
+        sys.path.remove(str(ROOT / "experiments"))
+    monkeypatch.setenv("HOME", str(tmp_path / "me"))
+    cache = tmp_path / "me" / ".cache" / "hw-nas" / "sn"
+    if ROOT.is_relative_to(tmp_path / "me"):
+        pytest.skip("the repository lies in the home directory")
+    assert shown(cache) == "~/.cache/hw-nas/sn" and not MACHINE_PATH.search(shown(cache))
+
+
 @pytest.mark.parametrize("line, absolute", [
     ("from /work/shared/gt/cifar10_18ep.csv;", True), ("`/tmp/pf`", True), ("cifar10:/home/me/data", True),
     (r"C:\Users\me\t.csv", True), ("/root", True),
