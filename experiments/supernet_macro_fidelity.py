@@ -94,9 +94,10 @@ def search_subset(cfg: SupernetConfig, given: int | None) -> int | None:
 
 
 def score_epoch(sdir: SupernetDir, epoch: int, codes: list[str], args: argparse.Namespace, state: pd.DataFrame,
-                device: torch.device) -> tuple[pd.DataFrame, pd.DataFrame]:
+                device: torch.device, score_missing: bool = True) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """Score every network of `codes` the state lacks for this epoch's weights, saving the state after
-    each chunk; (the state, this epoch's `value` and `seconds` by code)."""
+    each chunk; (the state, this epoch's `value` and `seconds` by code). Without `score_missing`, an
+    epoch the state does not hold whole is left alone: (the state, None)."""
     model, cfg = sdir.trained(epoch)
     subset = search_subset(cfg, args.train_subset)
     key = (fingerprint(model), f"train_subset={subset} seed={cfg.seed}")
@@ -105,6 +106,8 @@ def score_epoch(sdir: SupernetDir, epoch: int, codes: list[str], args: argparse.
         return frame[(frame["weights"] == key[0]) & (frame["split"] == key[1])]
 
     todo = [c for c in codes if c not in set(mine(state)["code"])]
+    if todo and not score_missing:
+        return state, None
     if todo:
         model.to(device)
         data = cached_data(cfg.data, cfg.resolution, subset, cfg.seed, str(device))  # the search's own cache
@@ -141,7 +144,7 @@ def train_command(sdir: SupernetDir, cfg: SupernetConfig) -> str:
     return (f"nas supernet train --space {cfg.space} --data {shown(cfg.data)}{subset} --resolution {cfg.resolution} "
             f"--epochs {cfg.epochs} --batch-size {cfg.batch_size} --lr {cfg.lr} --optimizer {cfg.optimizer} "
             f"--random-candidates {cfg.random_candidates} --seed {cfg.seed} --sharing {cfg.sharing} "
-            f"--device {cfg.device} --out {shown(sdir.path)}")
+            f"--sampling {cfg.sampling} --device {cfg.device} --out {shown(sdir.path)}")
 
 
 def plot(summary: pd.DataFrame, path: Path) -> None:
@@ -172,6 +175,11 @@ def run(args: argparse.Namespace) -> None:
     for sdir in sdirs:  # before hours of scoring the first
         if sdir.config().space != "nasbench_macro":
             raise UserError(f"supernet {shown(sdir.path)} is over space {sdir.config().space}, not nasbench_macro")
+    kept = {epoch for sdir in sdirs for epoch in sdir.saved_epochs()}
+    if args.epochs is not None and not set(args.epochs) <= kept:
+        raise UserError(f"no supernet keeps the weights of epoch(s) "
+                        f"{', '.join(str(e) for e in args.epochs if e not in kept)} (--epochs; kept: "
+                        f"{', '.join(map(str, sorted(kept)))})")
     sets, band_lines = sets_of(accuracy, latency)
     state = read_state()
     rows, supernets, splits = [], [], set()
@@ -180,7 +188,10 @@ def run(args: argparse.Namespace) -> None:
         subset = search_subset(cfg, args.train_subset)
         splits.add(f"{shown(cfg.data)}: {f'{subset:,}' if subset else 'all'} training images (seed {cfg.seed})")
         for epoch in sdir.saved_epochs():
-            state, values = score_epoch(sdir, epoch, codes, args, state, device)
+            state, values = score_epoch(sdir, epoch, codes, args, state, device,
+                                        score_missing=args.epochs is None or epoch in args.epochs)
+            if values is None:  # not asked for and not scored before
+                continue
             for set_name, truth in sets.items():
                 f = asdict(fidelity(set_name, cfg.sharing, truth, values))
                 rows.append({"supernet": shown(sdir.path), "sharing": cfg.sharing, "epoch": epoch, "set": set_name,
@@ -225,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sample", type=int, metavar="N", help="score a seeded sample of N networks, not all 3,969")
     ap.add_argument("--train-subset", type=int, metavar="N",
                     help="the search's training subset (default: a search's for the supernet's data)")
+    ap.add_argument("--epochs", type=lambda text: [int(e) for e in text.split(",")], metavar="E[,E...]",
+                    help="score these kept epochs (default: every kept one); epochs scored earlier are reported too")
     ap.add_argument("--chunk", type=int, default=50, help="networks between saves of the state file")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     add_device_argument(ap)

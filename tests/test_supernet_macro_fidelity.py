@@ -58,7 +58,8 @@ def test_epochs_sets_and_scores_then_a_resume(supernets, tmp_path, monkeypatch):
     md = (out / "supernet_macro_fidelity.md").read_text()
     assert "a seeded sample of 12 of the 3,969 distinct networks (`--sample 12`, seed 0)" in md
     assert (f"`nas supernet train --space nasbench_macro --data digits --train-subset 48 --resolution 16 --epochs 2 "
-            f"--batch-size 16 --lr 0.05 --optimizer sgd --random-candidates 1 --seed 0 --sharing spos --device auto "
+            f"--batch-size 16 --lr 0.05 --optimizer sgd --random-candidates 1 --seed 0 --sharing spos --sampling uniform "
+            f"--device auto "
             f"--out {smf.shown(spos.path)}`") in md
     assert "`python experiments/supernet_macro_fidelity.py --supernet " in md and "--sample 12 --train-subset 48" in md
     assert (out / "supernet_macro_fidelity.png").stat().st_size > 0
@@ -71,6 +72,16 @@ def test_epochs_sets_and_scores_then_a_resume(supernets, tmp_path, monkeypatch):
     assert len(calls) == 2
     again = pd.read_csv(out / "supernet_macro_fidelity.csv")
     pd.testing.assert_frame_equal(again.drop(columns="seconds_per_candidate"), summary.drop(columns="seconds_per_candidate"))
+
+    # --epochs: only those are scored; an epoch scored before is still reported, one never scored is not
+    state = pd.read_csv(smf.state_path(), dtype={"code": str})
+    state[state["epoch"] != 1].to_csv(smf.state_path(), index=False)
+    calls.clear()
+    assert smf.main([*argv, "--epochs", "2"]) == 0
+    assert not calls
+    only = pd.read_csv(out / "supernet_macro_fidelity.csv")
+    assert list(zip(only["sharing"], only["epoch"])) == [("spos", 2)] * 4
+    assert smf.main([*argv, "--epochs", "1,3"]) == 2
 
 
 def test_a_supernet_of_another_space_is_one_line(tmp_path, monkeypatch, capsys):
