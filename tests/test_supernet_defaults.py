@@ -5,6 +5,7 @@ import json
 import random
 
 import pytest
+import torch
 
 import nas.final_training
 from nas.cli import main
@@ -104,3 +105,20 @@ def test_netadapt_flags_that_disagree_with_an_export_are_one_line(exported, tmp_
     out = tmp_path / "refined"
     assert netadapt(["refine", str(exported), *flags, "--out", str(out), "--no-progress"]) == 2
     assert message.format(out=exported) in one_line_error(capsys) and not out.exists()
+
+
+def test_a_search_of_another_seed_scores_on_the_images_the_supernet_held_out(supernet, monkeypatch):
+    """The supernet trained on the split of its seed (0): a search with --seed 1 must not validate on
+    images of that training split, so it scores on the supernet's own held-out images."""
+    import nas.supernet.scoring as scoring
+    from nas.data import load_data
+
+    job = {"evaluator": f"supernet:{supernet}", "data": "digits", "resolution": RESOLUTION, "train_subset": 16,
+           "seed": 1, "vector": SPACE.sample(random.Random(3))}
+    theirs = load_data("digits", resolution=RESOLUTION, train_subset=16, seed=1)
+    ours = load_data("digits", resolution=RESOLUTION, train_subset=16, seed=0)  # the supernet's
+    assert not torch.equal(ours.val.x, theirs.val.x)
+    seen = []
+    monkeypatch.setattr(scoring, "score", lambda model, cand, data, flip, seed: seen.append(data) or (None, 0.5))
+    scoring.supernet_accuracy(job, theirs)
+    assert torch.equal(seen[0].val.x, ours.val.x) and torch.equal(seen[0].train.x, ours.train.x)
