@@ -48,6 +48,7 @@ from tqdm import tqdm
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from nas.benchmarks.nasbench_macro import distinct  # noqa: E402
 from nas.data import flips, parse_spec  # noqa: E402
 from nas.device import add_device_argument, resolve_device  # noqa: E402
 from nas.evaluation import cached_data  # noqa: E402
@@ -56,11 +57,13 @@ from nas.search_cli import PROXY_DEFAULTS  # noqa: E402
 from nas.search_report import markdown_table  # noqa: E402
 from nas.supernet.directory import SupernetConfig, SupernetDir  # noqa: E402
 from nas.supernet.model import Supernet  # noqa: E402
+from nas.supernet.predictor import AccuracyPredictor  # noqa: E402
 from nas.supernet.scoring import RECALIBRATE_IMAGES, score  # noqa: E402
 from results_paths import shown  # noqa: E402
 from script_main import run_script  # noqa: E402
 from search_spaces.atomic import atomic_path  # noqa: E402
 from search_spaces.errors import UserError  # noqa: E402
+from search_spaces.space import get_space  # noqa: E402
 from zero_cost_fidelity import BAND_LOW, BAND_PERCENTILES, LATENCY_CSV, SEED, fidelity, nasbench_group  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -126,6 +129,19 @@ def score_epoch(sdir: SupernetDir, epoch: int, codes: list[str], args: argparse.
     return state, values.rename(columns={"accuracy": "value"})[["value", "seconds"]]
 
 
+def predicted(values: pd.DataFrame, codes) -> pd.DataFrame:
+    """The accuracy predictor (`nas.supernet.predictor`) fitted on the supernet's scores of the networks
+    scored (`values`), applied to every network of `codes`: its `value` and `seconds` (per candidate)."""
+    predictor = AccuracyPredictor.for_space(get_space("nasbench_macro"), vectors(values.index), values["value"])
+    start = time.perf_counter()
+    value = predictor.predict(vectors(codes))
+    return pd.DataFrame({"value": value, "seconds": (time.perf_counter() - start) / len(value)}, index=codes)
+
+
+def vectors(codes) -> np.ndarray:
+    return np.array([[int(c) for c in code] for code in codes])
+
+
 def sets_of(accuracy: pd.Series, latency: pd.Series) -> tuple[dict[str, pd.Series], list[str]]:
     """{set name: ground truth of its networks}: all, and each latency band; a line per band."""
     sets, lines = {"all": accuracy}, []
@@ -151,8 +167,10 @@ def plot(summary: pd.DataFrame, path: Path) -> None:
     sets = list(dict.fromkeys(summary["set"]))
     fig, axes = plt.subplots(1, len(sets), figsize=(3.2 * len(sets), 3.4), sharey=True, squeeze=False)
     for ax, set_name in zip(axes[0], sets):
-        for (label, sharing), g in summary[summary["set"] == set_name].groupby(["supernet", "sharing"], sort=False):
-            ax.plot(g["epoch"], g["kendall_tau"], marker="o", label=f"{sharing} ({Path(label).name})")
+        for (label, sharing, scores), g in summary[summary["set"] == set_name].groupby(
+                ["supernet", "sharing", "scores"], sort=False):
+            ax.plot(g["epoch"], g["kendall_tau"], marker="o" if scores == "supernet" else "s",
+                    ls="-" if scores == "supernet" else "--", label=f"{sharing} {scores} ({Path(label).name})")
         ax.set_xscale("log", base=2)
         ax.axhline(0, color="k", lw=0.8)
         ax.set(title=set_name, xlabel="supernet epoch")
@@ -181,6 +199,7 @@ def run(args: argparse.Namespace) -> None:
                         f"{', '.join(str(e) for e in args.epochs if e not in kept)} (--epochs; kept: "
                         f"{', '.join(map(str, sorted(kept)))})")
     sets, band_lines = sets_of(accuracy, latency)
+    every_set, _ = sets_of(distinct()["mean_acc"], latency)  # what the predictor ranks: every network
     state = read_state()
     rows, supernets, splits = [], [], set()
     for sdir in sdirs:
@@ -192,11 +211,13 @@ def run(args: argparse.Namespace) -> None:
                                         score_missing=args.epochs is None or epoch in args.epochs)
             if values is None:  # not asked for and not scored before
                 continue
-            for set_name, truth in sets.items():
-                f = asdict(fidelity(set_name, cfg.sharing, truth, values))
-                rows.append({"supernet": shown(sdir.path), "sharing": cfg.sharing, "epoch": epoch, "set": set_name,
-                             "n": f["n"], "kendall_tau": f["kendall_tau"], "spearman_rho": f["spearman_rho"],
-                             "seconds_per_candidate": f["seconds_per_candidate"]})
+            for scores, by_set, per_code in (("supernet", sets, values),
+                                              ("predictor", every_set, predicted(values, every_set["all"].index))):
+                for set_name, truth in by_set.items():
+                    f = asdict(fidelity(set_name, cfg.sharing, truth, per_code))
+                    rows.append({"supernet": shown(sdir.path), "sharing": cfg.sharing, "epoch": epoch,
+                                 "scores": scores, "set": set_name, "n": f["n"], "kendall_tau": f["kendall_tau"],
+                                 "spearman_rho": f["spearman_rho"], "seconds_per_candidate": f["seconds_per_candidate"]})
         epochs = pd.read_csv(sdir / "epochs.csv")
         supernets.append(f"- `{train_command(sdir, cfg)}`: {len(epochs)} of {cfg.epochs} epochs trained, "
                          f"{epochs['seconds'].mean():.0f} s per epoch; scored at epochs "
@@ -222,7 +243,13 @@ def run(args: argparse.Namespace) -> None:
              f"`local_cpu_table_ms` over all networks of {shown(LATENCY_CSV)}:", *band_lines, "",
              f"`seconds_per_candidate`: wall time of `nas.supernet.scoring.score` on {device} with {args.threads} "
              f"torch thread(s), on a machine of {os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f} at "
-             f"the end: other jobs slow it); scores read back from the state file keep the time they took then.", "",
+             f"the end: other jobs slow it); scores read back from the state file keep the time they took then.",
+             "",
+             ("`scores`: `supernet`, the networks scored by the supernet (n as above); `predictor`, the accuracy "
+              "predictor of `nas.supernet.predictor` (ridge regression on the one-hot choices) fitted on those "
+              "scores and applied to every one of the 3,969 networks, each set then holding all its networks; "
+              "its seconds per candidate are the prediction's alone (the scoring it was fitted on is above)."),
+             "",
              markdown_table(summary, ".3g")]
     write_text(args.out / "supernet_macro_fidelity.md", "\n".join(lines) + "\n")
     plot(summary, args.out / "supernet_macro_fidelity.png")

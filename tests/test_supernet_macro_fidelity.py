@@ -40,10 +40,12 @@ def test_epochs_sets_and_scores_then_a_resume(supernets, tmp_path, monkeypatch):
     assert smf.main(argv) == 0
     summary = pd.read_csv(out / "supernet_macro_fidelity.csv")
     sets = ["all", "band_p25", "band_p50", "band_p75"]
-    assert list(zip(summary["sharing"], summary["epoch"], summary["set"])) == [
-        (sharing, epoch, s) for sharing, epoch in (("ofa", 1), ("spos", 1), ("spos", 2)) for s in sets]
+    assert list(zip(summary["sharing"], summary["epoch"], summary["scores"], summary["set"])) == [
+        (sharing, epoch, scores, s) for sharing, epoch in (("ofa", 1), ("spos", 1), ("spos", 2))
+        for scores in ("supernet", "predictor") for s in sets]
     every = summary[summary["set"] == "all"]
-    assert (every["n"] == 12).all()  # tau is NaN when 3 steps of training leave every network at one accuracy
+    # tau is NaN when 3 steps of training leave every network at one accuracy
+    assert (every["n"] == every["scores"].map({"supernet": 12, "predictor": 3969})).all()
     assert every["kendall_tau"].dropna().between(-1, 1).all()
     assert (every["seconds_per_candidate"] > 0).all()
 
@@ -80,7 +82,7 @@ def test_epochs_sets_and_scores_then_a_resume(supernets, tmp_path, monkeypatch):
     assert smf.main([*argv, "--epochs", "2"]) == 0
     assert not calls
     only = pd.read_csv(out / "supernet_macro_fidelity.csv")
-    assert list(zip(only["sharing"], only["epoch"])) == [("spos", 2)] * 4
+    assert list(zip(only["sharing"], only["epoch"])) == [("spos", 2)] * 8
     assert smf.main([*argv, "--epochs", "1,3"]) == 2
 
 
