@@ -8,6 +8,9 @@ candidates its own way:
 
   supernet  evolution, each candidate scored by the supernet (--supernet, `nas supernet train`)
   random    random search, scored by the same supernet
+  predictor random search of --predictor-candidates networks scored by the supernet, an accuracy
+            predictor fitted on their scores (nas.supernet.predictor), then every network of the
+            window ranked by it (Once-for-All's accuracy predictor)
   zc        evolution, scored by a zero-cost score at initialization (--zc, default naswot)
   train     evolution, each candidate trained briefly on CIFAR-10 (--train-epochs, --train-subset)
 
@@ -47,19 +50,21 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from nas.benchmarks.nasbench_macro import distinct, records
+from nas.benchmarks.nasbench_macro import canonical, distinct, records
 from nas.run_dir import write_csv, write_text
 from nas.search_report import markdown_table
+from nas.supernet.predictor import AccuracyPredictor
 from results_paths import shown
 from script_main import run_script
 from search_spaces.atomic import atomic_path
 from search_spaces.errors import UserError
+from search_spaces.space import get_space
 
 HERE = Path(__file__).resolve().parent
 LATENCY_CSV = HERE / "results" / "nasbench_macro_latency.csv"
 WINDOW = (0.9, 1.0)
 TOP = 5
-METHODS = ("supernet", "random", "zc", "train")
+METHODS = ("supernet", "random", "predictor", "zc", "train")
 
 
 @dataclass(frozen=True)
@@ -71,9 +76,11 @@ class Method:
     trials: int
     options: tuple[str, ...] = ()
     supernet: Path | None = None   # its training hours count too
+    rank_all: bool = False         # rank the whole window by a predictor fitted on the search's scores
 
     def about(self) -> str:
-        return f"{self.controller}, {self.evaluator.replace(str(self.supernet), 'SUPERNET') if self.supernet else self.evaluator}"
+        evaluator = self.evaluator.replace(str(self.supernet), "SUPERNET") if self.supernet else self.evaluator
+        return f"{self.controller}, {evaluator}" + (", then the window ranked by a predictor" if self.rank_all else "")
 
 
 def methods(args) -> list[Method]:
@@ -81,6 +88,8 @@ def methods(args) -> list[Method]:
     table = {
         "supernet": Method("supernet", "evolution", f"supernet:{args.supernet}", args.candidates, supernet=args.supernet),
         "random": Method("random", "random", f"supernet:{args.supernet}", args.candidates, supernet=args.supernet),
+        "predictor": Method("predictor", "random", f"supernet:{args.supernet}", args.predictor_candidates,
+                            supernet=args.supernet, rank_all=True),
         "zc": Method("zc", "evolution", f"zc:{args.zc}", args.candidates, (*data, "--resolution", "32")),
         "train": Method("train", "evolution", "train", args.train_candidates,
                         (*data, "--resolution", "32", "--epochs", str(args.train_epochs),
@@ -140,20 +149,38 @@ def supernet_hours(directory: Path) -> float:
 
 
 def judged(method: Method, run: Path, seconds: float, latency: pd.Series, T: float) -> dict:
-    """The method's row: the best of its top-5 candidates by score, judged by the benchmark."""
+    """The method's row: the best of its top-5 candidates by score, judged by the benchmark. With
+    `method.rank_all`, the candidates are every network of the window, ranked by the accuracy
+    predictor fitted on the search's scores."""
     trials = ok_trials(run)
-    trials = trials.assign(code=["".join(str(v) for v in json.loads(v)) for v in trials["vector"]])
+    trials = trials.assign(code=[canonical("".join(str(v) for v in json.loads(v))) for v in trials["vector"]])
+    scored = len(trials)
+    if method.rank_all:
+        trials = window_ranked(trials, latency, T)
     top = trials.sort_values("accuracy", ascending=False).drop_duplicates("code").head(TOP)
     truth = records()["mean_acc"]
     top = top.assign(mean_acc=truth.reindex(top["code"]).to_numpy())
     found = top.sort_values("mean_acc", ascending=False).iloc[0]
     budget = in_budget(latency, T)
     hours = seconds / 3600 + (supernet_hours(method.supernet) if method.supernet else 0.0)
-    return {"method": method.name, "search": method.about(), "hours": hours, "candidates": len(trials),
+    return {"method": method.name, "search": method.about(), "hours": hours, "candidates": scored,
+            "ranked": trials["code"].nunique(),
             "network": found["code"], "latency_ms": float(found["latency_ms"]),
             "accuracy": float(found["mean_acc"]), "rank": int((budget > found["mean_acc"]).sum() + 1),
             "in_budget": len(budget), "regret": float(budget.max() - found["mean_acc"]),
             "top1_by_score": top.iloc[0]["code"], "top1_regret": float(budget.max() - top.iloc[0]["mean_acc"])}
+
+
+def window_ranked(trials: pd.DataFrame, latency: pd.Series, T: float) -> pd.DataFrame:
+    """Every distinct network of the window with the predictor's score (`accuracy`), the predictor
+    fitted on the supernet scores of the search's candidates (`nas.supernet.predictor`)."""
+    codes = trials.groupby("code")["accuracy"].mean()  # a network scored twice: one point, its mean
+    predictor = AccuracyPredictor.for_space(get_space("nasbench_macro"), [list(map(int, c)) for c in codes.index],
+                                            codes.to_numpy())
+    lat = latency.reindex(distinct().index)
+    window = lat[(lat >= WINDOW[0] * T) & (lat <= WINDOW[1] * T)]
+    return pd.DataFrame({"code": window.index, "latency_ms": window.to_numpy(),
+                         "accuracy": predictor.predict([list(map(int, c)) for c in window.index])})
 
 
 def in_budget(latency: pd.Series, T: float) -> pd.Series:
@@ -169,7 +196,7 @@ def random_pick_row(latency: pd.Series, T: float) -> dict:
     budget = in_budget(latency, T)
     ranks = np.array([(budget > a).sum() + 1 for a in window])
     return {"method": "no search", "search": f"a network drawn at random from the window (median of {len(window)})",
-            "hours": 0.0, "candidates": 0, "network": "", "latency_ms": np.nan,
+            "hours": 0.0, "candidates": 0, "ranked": 0, "network": "", "latency_ms": np.nan,
             "accuracy": float(np.median(window)), "rank": int(np.median(ranks)), "in_budget": len(budget),
             "regret": float(budget.max() - np.median(window)), "top1_by_score": "", "top1_regret": np.nan}
 
@@ -201,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default="cifar10:../shared/data", help="data of the zc and train methods")
     ap.add_argument("--zc", default="naswot", help="zero-cost score of the zc method")
     ap.add_argument("--candidates", type=int, default=1000, help="scored candidates per search (not train)")
+    ap.add_argument("--predictor-candidates", type=int, default=200,
+                    help="random in-window networks scored by the supernet to fit the predictor method's predictor")
     ap.add_argument("--train-candidates", type=int, default=40)
     ap.add_argument("--train-epochs", type=float, default=1)
     ap.add_argument("--train-subset", type=int, default=2000)
@@ -214,7 +243,7 @@ def run(args: argparse.Namespace) -> None:
     unknown = set(args.methods) - set(METHODS)
     if unknown or not args.methods:
         raise UserError(f"--methods {','.join(sorted(unknown)) or '(none)'}: expected some of {', '.join(METHODS)}")
-    if {"supernet", "random"} & set(args.methods) and not (args.supernet and (args.supernet / "epochs.csv").exists()):
+    if {"supernet", "random", "predictor"} & set(args.methods) and not (args.supernet and (args.supernet / "epochs.csv").exists()):
         raise UserError(f"--supernet {args.supernet}: not a trained supernet directory (no epochs.csv)")
     if not LATENCY_CSV.exists():
         raise UserError(f"{shown(LATENCY_CSV)} not found: run experiments/nasbench_macro_latency.py first")
@@ -242,7 +271,8 @@ def report(table: pd.DataFrame, args: argparse.Namespace, latency: pd.Series, T:
         (f"T = {T:.3f} ms (median local_cpu table latency of the 3,969 networks); window [{WINDOW[0]} T, "
          f"{WINDOW[1]} T]; {len(best):,} networks within budget, the best {best.idxmax()} at {best.max():.2f}%. "
          f"The network found is the best by benchmark accuracy of each search's top {TOP} by its own score; "
-         "`top1_*`: the search's single best by score. Hours: wall-clock on the machine that ran it, the "
+         "`top1_*`: the search's single best by score. `candidates`: scored by the method's evaluator; `ranked`: "
+         "distinct networks ranked (the predictor method ranks the whole window). Hours: wall-clock on the machine that ran it, the "
          "supernet's training included."), "",
         markdown_table(table, ".3g"), "",
         ("Reproduce: `python experiments/pipeline_cpu.py --supernet DIR --data cifar10:../shared/data "

@@ -47,10 +47,27 @@ def test_the_network_found_is_the_best_of_the_top_five_by_score(tmp_path, bench)
     budget = nets["mean_acc"][latency.reindex(nets.index) <= T]
     found = max(others[:5], key=lambda c: nets.at[c, "mean_acc"])
     assert row["network"] == found and row["accuracy"] == nets.at[found, "mean_acc"]
-    assert row["candidates"] == 7 and row["hours"] == pytest.approx(0.5) and row["in_budget"] == len(budget)
+    assert row["candidates"] == 7 and row["ranked"] == 6 and row["hours"] == pytest.approx(0.5) and row["in_budget"] == len(budget)
     assert row["rank"] == 1 + int((budget > nets.at[found, "mean_acc"]).sum()) > 50
     assert row["regret"] == pytest.approx(budget.max() - nets.at[found, "mean_acc"]) and row["regret"] > 0
     assert found == others[0] and row["top1_by_score"] == others[4]
+
+
+def test_the_predictor_method_ranks_the_whole_window_by_a_predictor_of_the_scores(tmp_path, bench):
+    from nas.supernet.predictor import AccuracyPredictor
+
+    latency, T = bench
+    nets = distinct()
+    lat = latency.reindex(nets.index)
+    window = nets[(lat >= 0.9 * T) & (lat <= T)]
+    scored = window.sample(n=40, random_state=1)
+    write_trials(tmp_path / "run", [(c, a / 100, "ok") for c, a in scored["mean_acc"].items()], latency)
+    row = pc.judged(pc.Method("p", "random", "zc:flops", 40, rank_all=True), tmp_path / "run", 60.0, latency, T)
+    predictor = AccuracyPredictor.fit((3,) * 8, [list(map(int, c)) for c in scored.index], scored["mean_acc"] / 100)
+    ranked = pd.Series(predictor.predict([list(map(int, c)) for c in window.index]), index=window.index)
+    top = ranked.sort_values(ascending=False).index[:5]
+    assert row["network"] == max(top, key=lambda c: nets.at[c, "mean_acc"]) and row["top1_by_score"] == top[0]
+    assert row["candidates"] == 40 and row["ranked"] == len(window)
 
 
 def test_no_search_is_the_median_network_of_the_window(bench):
@@ -64,7 +81,7 @@ def test_no_search_is_the_median_network_of_the_window(bench):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--methods", "zc,foo"], "--methods foo: expected some of supernet, random, zc, train"),
+    (["--methods", "zc,foo"], "--methods foo: expected some of supernet, random, predictor, zc, train"),
     (["--methods", "supernet"], "--supernet None: not a trained supernet directory"),
 ])
 def test_bad_arguments_are_one_line(argv, message, capsys, tmp_path):
