@@ -3,14 +3,20 @@ end-to-end run on a synthetic latency table (not a measurement) that also resume
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from experiments.benchmark_search import (SAVE_AT, best_under, first_query_at_most, main, rank_among,
-                                          regret_curve)
 from nas.benchmarks import nasbench_macro as nb
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+sys.path.insert(0, str(EXPERIMENTS))  # as the script runs: its siblings (script_main) import by name
+from benchmark_search import SAVE_AT, best_under, first_query_at_most, main, rank_among, regret_curve  # noqa: E402
+
+sys.path.remove(str(EXPERIMENTS))
 
 
 def test_regret_curve_picks_by_observed_score_and_only_in_budget():
