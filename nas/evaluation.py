@@ -70,7 +70,8 @@ def evaluate_candidate(job: dict) -> dict:
     candidate's row carries its weights (`weights`, a state_dict as `torch.save` writes it): the
     worker never writes into the run directory, which may not even exist on its node."""
     start = time.perf_counter()
-    data_key = (job["data"], job["resolution"], job["train_subset"], job["seed"])
+    scorer = evaluator(job.get("evaluator", "train"))  # checked before the search started
+    data_key = (job["data"], job["resolution"], job["train_subset"], scorer.data_seed(job))
     data = cached_data(*data_key)
     arch = (Arch.from_string(job["arch"]) if job.get("arch")  # the run's reference network
             else deployment_arch(job["space"], job["vector"], data.num_classes, job["deploy_resolution"]))
@@ -82,7 +83,6 @@ def evaluate_candidate(job: dict) -> dict:
     try:
         cfg = train_config(job)  # a GPU asked for but absent on this node fails this trial only
         row["device"] = cfg.device
-        scorer = evaluator(job.get("evaluator", "train"))
         if isinstance(scorer, Train):
             model = build_for_training(arch, data, seed=job["seed"])
             result = train(model, cached_data(*data_key, cfg.device), cfg)

@@ -54,6 +54,10 @@ class Evaluator(ABC):
     def describe(self, cfg) -> str:
         """How a candidate got its accuracy, for the summary."""
 
+    def data_seed(self, job: dict) -> int:
+        """The seed of the training/validation split a candidate is scored on: the search's."""
+        return job["seed"]
+
 
 class Train(Evaluator):
     prefix, help = "train", "train: each candidate trained for --epochs on --data (the default)"
@@ -110,6 +114,12 @@ class Supernet(Evaluator):
     def score(self, job, data, arch):
         from nas.supernet.scoring import supernet_accuracy
         return supernet_accuracy(job, data)
+
+    def data_seed(self, job: dict) -> int:
+        """The supernet's: its validation images are the ones it held out; a search of another --seed
+        would split the training set otherwise, and score on images the supernet trained on."""
+        from nas.supernet.directory import SupernetDir
+        return SupernetDir(self.directory()).config().seed
 
     def describe(self, cfg) -> str:
         from nas.supernet.scoring import RECALIBRATE_IMAGES

@@ -5,7 +5,6 @@ import json
 import random
 
 import pytest
-import torch
 
 import nas.final_training
 from nas.cli import main
@@ -109,16 +108,19 @@ def test_netadapt_flags_that_disagree_with_an_export_are_one_line(exported, tmp_
 
 def test_a_search_of_another_seed_scores_on_the_images_the_supernet_held_out(supernet, monkeypatch):
     """The supernet trained on the split of its seed (0): a search with --seed 1 must not validate on
-    images of that training split, so it scores on the supernet's own held-out images."""
-    import nas.supernet.scoring as scoring
-    from nas.data import load_data
+    images of that training split, so its candidates are scored on the supernet's split."""
+    import nas.evaluation as evaluation
+    from nas.evaluators import evaluator
 
-    job = {"evaluator": f"supernet:{supernet}", "data": "digits", "resolution": RESOLUTION, "train_subset": 16,
-           "seed": 1, "vector": SPACE.sample(random.Random(3))}
-    theirs = load_data("digits", resolution=RESOLUTION, train_subset=16, seed=1)
-    ours = load_data("digits", resolution=RESOLUTION, train_subset=16, seed=0)  # the supernet's
-    assert not torch.equal(ours.val.x, theirs.val.x)
-    seen = []
-    monkeypatch.setattr(scoring, "score", lambda model, cand, data, flip, seed: seen.append(data) or (None, 0.5))
-    scoring.supernet_accuracy(job, theirs)
-    assert torch.equal(seen[0].val.x, ours.val.x) and torch.equal(seen[0].train.x, ours.train.x)
+    job = {"space": "mnv3", "target": "pixel_cpu", "data": "digits", "resolution": RESOLUTION, "deploy_resolution": 224,
+           "train_subset": 16, "seed": 1, "epochs": 1, "steps": None, "batch_size": 16, "lr": 0.1,
+           "optimizer": "sgd", "threads": 1, "evaluator": f"supernet:{supernet}",
+           "vector": SPACE.sample(random.Random(3))}
+    assert evaluator(job["evaluator"]).data_seed(job) == 0 and evaluator("train").data_seed(job) == 1
+    splits = []
+    monkeypatch.setattr(evaluation, "cached_data",
+                        lambda spec, resolution, subset, seed, *device: splits.append(seed) or
+                        evaluation.load_data(spec, resolution=resolution, train_subset=subset, seed=seed))
+    row = evaluation.evaluate_candidate(job)
+    assert row["status"] == "ok", row["reason"]
+    assert splits and set(splits) == {0}

@@ -46,12 +46,6 @@ def score(supernet: Supernet, cand: Candidate, data: Data, flip: bool, seed: int
 
 
 def supernet_accuracy(job: dict, data: Data) -> tuple[Net, float]:
-    """A search job's candidate scored by the supernet of `job["evaluator"]`, on the validation images
-    the supernet's seed holds out: a search of another --seed splits the training set otherwise, and
-    would score on images the supernet trained on."""
-    from nas.evaluation import cached_data
-
-    supernet, cfg = cached_supernet(job["evaluator"].partition(":")[2])  # checked: an absolute directory
-    if cfg.seed != job["seed"]:
-        data = cached_data(job["data"], job["resolution"], job["train_subset"], cfg.seed)
+    """A search job's candidate scored by the supernet of `job["evaluator"]`."""
+    supernet, _ = cached_supernet(job["evaluator"].partition(":")[2])  # checked: an absolute directory
     return score(supernet, supernet.candidate(job["vector"]), data, flips(job["data"]), job["seed"])
