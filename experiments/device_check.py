@@ -869,7 +869,7 @@ def worker_cuda_tests(out: str) -> int:
         write_result(out, status="skipped", reason="no test file has a CUDA skip marker")
         return SKIP_CODE
     plugin = _OnlyCudaTests(torch.cuda.is_available())
-    rc = pytest.main([*files, "-q", "-rs", "-p", "no:cacheprovider", "-o", "addopts="], plugins=[plugin])
+    rc = pytest.main([*files, "-q", "-rs", "--durations=0", "-p", "no:cacheprovider", "-o", "addopts="], plugins=[plugin])
     counts = {k: list(plugin.outcomes.values()).count(k) for k in ("passed", "failed", "skipped")}
     summary = ", ".join(f"{v} {k}" for k, v in counts.items() if v) or "none ran"
     command = "python -m pytest -q " + " ".join(shlex.quote(n) for n in plugin.kept)

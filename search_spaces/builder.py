@@ -99,7 +99,8 @@ class Net(nn.Module):
         self.stem = build_layer(arch.stem, arch.in_channels)
         self.blocks = nn.Sequential(*(build_layer(b, b.in_) for b in arch.blocks))
         self.head = build_layer(arch.head, arch.last_channels, arch.num_classes)
-        init_weights(self)
+        if not next(self.parameters()).is_meta:  # a shell (the supernet's) has no values to initialise
+            init_weights(self)
 
     def forward(self, x):
         return self.head(self.blocks(self.stem(x)))
