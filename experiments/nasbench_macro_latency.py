@@ -15,7 +15,6 @@ Writes experiments/results/nasbench_macro_latency{.csv,.md,.png}.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from latency_tables.targets import load_target
 from latency_tables.validate import agreement
 from nas.benchmarks.nasbench_macro import distinct
 from nas.search_report import markdown_table
+from results_paths import experiment_state
 from search_spaces.atomic import atomic_write
 from search_spaces.space import get_space
 
@@ -38,8 +38,7 @@ SPACE = get_space("nasbench_macro")
 
 
 def state_path() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "hw-nas" / "experiments" / "nasbench_macro_latency_measured.csv"
+    return experiment_state("nasbench_macro_latency_measured.csv")
 
 
 def vector(code: str) -> list[int]:

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -54,14 +53,14 @@ from nas.benchmarks.nasbench_macro import canonical, distinct, records
 from nas.run_dir import write_csv, write_text
 from nas.search_report import markdown_table
 from nas.supernet.predictor import AccuracyPredictor
-from results_paths import shown
+from macro_bands import table_latency
+from results_paths import experiment_state, shown
 from script_main import run_script
 from search_spaces.atomic import atomic_path
 from search_spaces.errors import UserError
 from search_spaces.space import get_space
 
 HERE = Path(__file__).resolve().parent
-LATENCY_CSV = HERE / "results" / "nasbench_macro_latency.csv"
 WINDOW = (0.9, 1.0)
 TOP = 5
 METHODS = ("supernet", "random", "predictor", "zc", "train")
@@ -99,8 +98,7 @@ def methods(args) -> list[Method]:
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "hw-nas" / "experiments" / "pipeline"
+    return experiment_state("pipeline")
 
 
 def ok_trials(run: Path) -> pd.DataFrame:
@@ -245,9 +243,7 @@ def run(args: argparse.Namespace) -> None:
         raise UserError(f"--methods {','.join(sorted(unknown)) or '(none)'}: expected some of {', '.join(METHODS)}")
     if {"supernet", "random", "predictor"} & set(args.methods) and not (args.supernet and (args.supernet / "epochs.csv").exists()):
         raise UserError(f"--supernet {args.supernet}: not a trained supernet directory (no epochs.csv)")
-    if not LATENCY_CSV.exists():
-        raise UserError(f"{shown(LATENCY_CSV)} not found: run experiments/nasbench_macro_latency.py first")
-    latency = pd.read_csv(LATENCY_CSV, dtype={"code": str}).set_index("code")["local_cpu_table_ms"]
+    latency = table_latency()
     T = float(latency.reindex(distinct().index).median())
     rows = []
     for method in methods(args):

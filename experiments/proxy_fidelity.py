@@ -50,8 +50,8 @@ from script_main import run_script  # noqa: E402
 from search_spaces.atomic import atomic_path  # noqa: E402
 from search_spaces.errors import UserError  # noqa: E402
 from search_spaces.ir import Arch  # noqa: E402
-from supernet_macro_fidelity import sets_of  # noqa: E402
-from zero_cost_fidelity import BAND_LOW, LATENCY_CSV, SEED, nasbench_group  # noqa: E402
+from macro_bands import BAND_LOW, LATENCY_CSV, SEED, sets_of  # noqa: E402
+from zero_cost_fidelity import nasbench_group  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parents[1] / "shared"

@@ -31,3 +31,10 @@ def shown(spec) -> str:
         return Path(os.path.relpath(text, REPO)).as_posix()
     except ValueError:  # on another drive (Windows): there is no relative path, the name has to do
         return Path(text).name
+
+
+def experiment_state(name: str) -> Path:
+    """Where a long experiment keeps its state: the user cache (respects XDG_CACHE_HOME), outside
+    the work tree, so a killed run, or a later session on the same machine, continues it."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "hw-nas" / "experiments" / name

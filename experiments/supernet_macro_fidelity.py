@@ -59,20 +59,20 @@ from nas.supernet.directory import SupernetConfig, SupernetDir  # noqa: E402
 from nas.supernet.model import Supernet  # noqa: E402
 from nas.supernet.predictor import AccuracyPredictor  # noqa: E402
 from nas.supernet.scoring import RECALIBRATE_IMAGES, score  # noqa: E402
-from results_paths import shown  # noqa: E402
+from macro_bands import LATENCY_CSV, SEED, sets_of  # noqa: E402
+from results_paths import experiment_state, shown  # noqa: E402
 from script_main import run_script  # noqa: E402
 from search_spaces.atomic import atomic_path  # noqa: E402
 from search_spaces.errors import UserError  # noqa: E402
 from search_spaces.space import get_space  # noqa: E402
-from zero_cost_fidelity import BAND_LOW, BAND_PERCENTILES, LATENCY_CSV, SEED, fidelity, nasbench_group  # noqa: E402
+from zero_cost_fidelity import fidelity, nasbench_group  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 STATE_COLUMNS = ["weights", "split", "code", "accuracy", "seconds", "supernet", "epoch"]
 
 
 def state_path() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "hw-nas" / "experiments" / "supernet_macro_scores.csv"
+    return experiment_state("supernet_macro_scores.csv")
 
 
 def read_state() -> pd.DataFrame:
@@ -140,19 +140,6 @@ def predicted(values: pd.DataFrame, codes) -> pd.DataFrame:
 
 def vectors(codes) -> np.ndarray:
     return np.array([[int(c) for c in code] for code in codes])
-
-
-def sets_of(accuracy: pd.Series, latency: pd.Series) -> tuple[dict[str, pd.Series], list[str]]:
-    """{set name: ground truth of its networks}: all, and each latency band; a line per band."""
-    sets, lines = {"all": accuracy}, []
-    lat = latency.reindex(accuracy.index)
-    for p in BAND_PERCENTILES:
-        t = float(np.percentile(latency, p))
-        inside = (latency >= BAND_LOW * t) & (latency <= t)
-        sets[f"band_p{p}"] = accuracy[(lat >= BAND_LOW * t) & (lat <= t)]
-        lines.append(f"- band_p{p}: local_cpu_table_ms in [{BAND_LOW * t:.3f}, {t:.3f}] ms ({inside.sum():,} of the "
-                     f"{len(latency):,} networks; {len(sets[f'band_p{p}'])} of those scored here)")
-    return sets, lines
 
 
 def train_command(sdir: SupernetDir, cfg: SupernetConfig) -> str:

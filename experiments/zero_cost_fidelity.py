@@ -45,14 +45,14 @@ from tqdm import tqdm
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from nas.benchmarks.nasbench_macro import distinct  # noqa: E402
 from nas.data import load_data  # noqa: E402
 from nas.evaluators import batch_count, score_batches  # noqa: E402
 from nas.run_dir import write_csv, write_text  # noqa: E402
 from nas.search_cli import PROXY_DEFAULTS  # noqa: E402
 from nas.search_report import markdown_table  # noqa: E402
 from nas.zero_cost import SCORES, score_arch  # noqa: E402
-from results_paths import shown  # noqa: E402
+from macro_bands import LATENCY_CSV, SEED, sample, sets_of, table_latency  # noqa: E402
+from results_paths import experiment_state, shown  # noqa: E402
 from script_main import run_script  # noqa: E402
 from search_spaces.atomic import atomic_path  # noqa: E402
 from search_spaces.errors import UserError  # noqa: E402
@@ -62,17 +62,12 @@ from search_spaces.space import get_space  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parents[1] / "shared"
-LATENCY_CSV = HERE / "results" / "nasbench_macro_latency.csv"
-BAND_PERCENTILES = (25, 50, 75)
-BAND_LOW = 0.9  # a band is [BAND_LOW x T, T]
 CIFAR = PROXY_DEFAULTS["cifar10"]  # the search's CIFAR-10 subset and batch size
-SEED = 0
 STATE_COLUMNS = ["group", "network", "score", "value", "seconds", "error"]
 
 
 def state_path() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "hw-nas" / "experiments" / "zero_cost_scores.csv"
+    return experiment_state("zero_cost_scores.csv")
 
 
 @dataclass(frozen=True)
@@ -96,15 +91,7 @@ class Fidelity:
 
 def nasbench_group(limit: int | None) -> tuple[Group, pd.Series]:
     """NAS-Bench-Macro's networks (a seeded sample of `limit` of them) and every network's table latency."""
-    if not LATENCY_CSV.exists():
-        raise UserError(f"{shown(LATENCY_CSV)} not found: run experiments/nasbench_macro_latency.py first")
-    latency = pd.read_csv(LATENCY_CSV, dtype={"code": str}).set_index("code")["local_cpu_table_ms"]
-    nets = distinct()
-    if set(latency.index) != set(nets.index):
-        raise UserError(f"{shown(LATENCY_CSV)} does not hold the {len(nets)} NAS-Bench-Macro networks: "
-                        "run experiments/nasbench_macro_latency.py again")
-    if limit:
-        nets = nets.sample(n=min(limit, len(nets)), random_state=SEED)
+    latency, nets = table_latency(), sample(limit)
     space = get_space("nasbench_macro")
     archs = [for_proxy(space.decode([int(c) for c in code]).replace(num_classes=10), space.resolution).to_string()
              for code in nets.index]
@@ -182,18 +169,12 @@ def fidelity(set_name: str, score: str, accuracy: pd.Series, values: pd.DataFram
 def summarize(groups: list[Group], latency: pd.Series, state: pd.DataFrame, names: list[str]) -> tuple[
         pd.DataFrame, list[str]]:
     """One row per score and set, and a line per latency band saying where it lies."""
-    thresholds = {p: float(np.percentile(latency, p)) for p in BAND_PERCENTILES}
     rows, band_lines = [], []
     for group in groups:
         acc = group.networks["accuracy"]
-        sets = {"all" if group.name == "nasbench_macro" else group.name: acc}
+        sets = {group.name: acc}
         if group.name == "nasbench_macro":
-            lat = latency.reindex(acc.index)
-            for p, t in thresholds.items():
-                sets[f"band_p{p}"] = acc[(lat >= BAND_LOW * t) & (lat <= t)]
-                band_lines.append(f"- band_p{p}: local_cpu_table_ms in [{BAND_LOW * t:.3f}, {t:.3f}] ms "
-                                  f"({((latency >= BAND_LOW * t) & (latency <= t)).sum()} of the {len(latency)} "
-                                  f"networks; {len(sets[f'band_p{p}'])} of those scored here)")
+            sets, band_lines = sets_of(acc, latency)
         mine = state[state["group"] == group.name]
         values = {s: mine[mine["score"] == s].set_index("network")[["value", "seconds"]] for s in names}
         rows += [asdict(fidelity(set_name, s, a, values[s])) for set_name, a in sets.items() for s in names]

@@ -20,7 +20,7 @@ sys.path.remove(str(ROOT / "experiments"))
 
 @pytest.fixture(scope="module")
 def bench():
-    latency = pd.read_csv(pc.LATENCY_CSV, dtype={"code": str}).set_index("code")["local_cpu_table_ms"]
+    latency = pc.table_latency()
     T = float(latency.reindex(distinct().index).median())
     return latency, T
 

@@ -1,0 +1,53 @@
+"""NAS-Bench-Macro as the fidelity studies and the pipeline read it: each network's table
+latency on this machine, the seeded sample of networks a study scores, and the latency bands
+[BAND_LOW x T, T] (T a percentile of the latency over all networks) where a search decides.
+
+One module so that every study draws the same sample and cuts the same bands.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from nas.benchmarks.nasbench_macro import distinct
+from results_paths import shown
+from search_spaces.errors import UserError
+
+LATENCY_CSV = Path(__file__).resolve().parent / "results" / "nasbench_macro_latency.csv"
+BAND_PERCENTILES = (25, 50, 75)
+BAND_LOW = 0.9  # a band is [BAND_LOW x T, T]
+SEED = 0  # the sample's seed (and the studies' scoring seed)
+
+
+def table_latency() -> pd.Series:
+    """`local_cpu_table_ms` of every distinct network, indexed by its code; a one-line error when
+    experiments/nasbench_macro_latency.py has not written it for all of them."""
+    if not LATENCY_CSV.exists():
+        raise UserError(f"{shown(LATENCY_CSV)} not found: run experiments/nasbench_macro_latency.py first")
+    latency = pd.read_csv(LATENCY_CSV, dtype={"code": str}).set_index("code")["local_cpu_table_ms"]
+    if set(latency.index) != set(distinct().index):
+        raise UserError(f"{shown(LATENCY_CSV)} does not hold the {len(distinct())} NAS-Bench-Macro networks: "
+                        "run experiments/nasbench_macro_latency.py again")
+    return latency
+
+
+def sample(limit: int | None) -> pd.DataFrame:
+    """The distinct networks (their records), or a seeded sample of `limit` of them: the same
+    networks in every study."""
+    nets = distinct()
+    return nets.sample(n=min(limit, len(nets)), random_state=SEED) if limit else nets
+
+
+def sets_of(accuracy: pd.Series, latency: pd.Series) -> tuple[dict[str, pd.Series], list[str]]:
+    """{set name: ground truth of its networks}: all, and each latency band; a line per band."""
+    sets, lines = {"all": accuracy}, []
+    lat = latency.reindex(accuracy.index)
+    for p in BAND_PERCENTILES:
+        t = float(np.percentile(latency, p))
+        inside = (latency >= BAND_LOW * t) & (latency <= t)
+        sets[f"band_p{p}"] = accuracy[(lat >= BAND_LOW * t) & (lat <= t)]
+        lines.append(f"- band_p{p}: local_cpu_table_ms in [{BAND_LOW * t:.3f}, {t:.3f}] ms ({inside.sum():,} of the "
+                     f"{len(latency):,} networks; {len(sets[f'band_p{p}'])} of those scored here)")
+    return sets, lines
