@@ -66,9 +66,11 @@ from search_spaces.atomic import atomic_path  # noqa: E402
 from search_spaces.errors import UserError  # noqa: E402
 from search_spaces.space import get_space  # noqa: E402
 from zero_cost_fidelity import fidelity, nasbench_group  # noqa: E402
+from zero_cost_fidelity import read_state as read_zero_cost_state  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 STATE_COLUMNS = ["weights", "split", "code", "accuracy", "seconds", "supernet", "epoch"]
+COMBINED_WITH = "naswot"  # the best zero-cost score on NAS-Bench-Macro (experiments/results/zero_cost_fidelity.md)
 
 
 def state_path() -> Path:
@@ -138,6 +140,22 @@ def predicted(values: pd.DataFrame, codes) -> pd.DataFrame:
     return pd.DataFrame({"value": value, "seconds": (time.perf_counter() - start) / len(value)}, index=codes)
 
 
+def naswot_scores() -> pd.DataFrame | None:
+    """NASWOT's scores of NAS-Bench-Macro's networks from experiments/zero_cost_fidelity.py's state
+    file (`value`, `seconds`), None before that study has scored any."""
+    state = read_zero_cost_state()
+    mine = state[(state["group"] == "nasbench_macro") & (state["score"] == COMBINED_WITH)]
+    return mine.set_index("network")[["value", "seconds"]] if len(mine) else None
+
+
+def combined(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    """A vote of two scores over the networks both scored: the mean of their rank percentiles (nothing
+    fitted, so nothing to hold out); a candidate costs both scores."""
+    both = a.index.intersection(b.index)
+    value = (a.loc[both, "value"].rank(pct=True) + b.loc[both, "value"].rank(pct=True)) / 2
+    return pd.DataFrame({"value": value, "seconds": a.loc[both, "seconds"] + b.loc[both, "seconds"]})
+
+
 def vectors(codes) -> np.ndarray:
     return np.array([[int(c) for c in code] for code in codes])
 
@@ -187,7 +205,7 @@ def run(args: argparse.Namespace) -> None:
                         f"{', '.join(map(str, sorted(kept)))})")
     sets, band_lines = sets_of(accuracy, latency)
     every_set, _ = sets_of(distinct()["mean_acc"], latency)  # what the predictor ranks: every network
-    state = read_state()
+    state, naswot = read_state(), naswot_scores()
     rows, supernets, splits = [], [], set()
     for sdir in sdirs:
         cfg = sdir.config()
@@ -198,8 +216,12 @@ def run(args: argparse.Namespace) -> None:
                                         score_missing=args.epochs is None or epoch in args.epochs)
             if values is None:  # not asked for and not scored before
                 continue
-            for scores, by_set, per_code in (("supernet", sets, values),
-                                              ("predictor", every_set, predicted(values, every_set["all"].index))):
+            prediction = predicted(values, every_set["all"].index)
+            kinds = [("supernet", sets, values), ("predictor", every_set, prediction)]
+            if naswot is not None:
+                kinds += [(f"supernet+{COMBINED_WITH}", sets, combined(values, naswot)),
+                          (f"predictor+{COMBINED_WITH}", every_set, combined(prediction, naswot))]
+            for scores, by_set, per_code in kinds:
                 for set_name, truth in by_set.items():
                     f = asdict(fidelity(set_name, cfg.sharing, truth, per_code))
                     rows.append({"supernet": shown(sdir.path), "sharing": cfg.sharing, "epoch": epoch,
@@ -216,6 +238,7 @@ def run(args: argparse.Namespace) -> None:
                 f"seed {SEED})" if args.sample else f"all {len(codes)} distinct networks")
     command = ("python experiments/supernet_macro_fidelity.py --supernet " + " ".join(shown(d.path) for d in sdirs)
                + (f" --sample {args.sample}" if args.sample else "")
+               + (f" --epochs {','.join(map(str, args.epochs))}" if args.epochs else "")
                + (f" --train-subset {args.train_subset}" if args.train_subset is not None else "")
                + f" --device {args.device} --threads {args.threads}")
     lines = ["# NAS-Bench-Macro supernets: ranking fidelity by epoch and weight sharing", "",
@@ -235,7 +258,10 @@ def run(args: argparse.Namespace) -> None:
              ("`scores`: `supernet`, the networks scored by the supernet (n as above); `predictor`, the accuracy "
               "predictor of `nas.supernet.predictor` (ridge regression on the one-hot choices) fitted on those "
               "scores and applied to every one of the 3,969 networks, each set then holding all its networks; "
-              "its seconds per candidate are the prediction's alone (the scoring it was fitted on is above)."),
+              "its seconds per candidate are the prediction's alone (the scoring it was fitted on is above). "
+              f"`supernet+{COMBINED_WITH}` and `predictor+{COMBINED_WITH}`: a vote of that score and the zero-cost "
+              f"score {COMBINED_WITH} (experiments/zero_cost_fidelity.py's scores of the same networks), the mean "
+              "of their rank percentiles; nothing is fitted to the vote."),
              "",
              markdown_table(summary, ".3g")]
     write_text(args.out / "supernet_macro_fidelity.md", "\n".join(lines) + "\n")

@@ -93,3 +93,13 @@ def test_a_supernet_of_another_space_is_one_line(tmp_path, monkeypatch, capsys):
     assert smf.main(["--supernet", str(sn), "--sample", "3", "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is over space mnv3_small, not nasbench_macro" in err
+
+
+def test_the_vote_of_two_scores_is_the_mean_of_their_rank_percentiles_over_networks_both_scored():
+    a = pd.DataFrame({"value": [0.1, 0.5, 0.9, 0.7], "seconds": [1.0, 1.0, 1.0, 1.0]}, index=["n1", "n2", "n3", "n4"])
+    b = pd.DataFrame({"value": [300.0, 100.0, 200.0], "seconds": [0.5, 0.5, 0.5]}, index=["n1", "n2", "n3"])
+    vote = smf.combined(a, b)
+    assert sorted(vote.index) == ["n1", "n2", "n3"]  # n4 lacks the second score
+    # ranks among n1..n3: a 1,2,3 and b 3,1,2 (of 3) -> means 2/3, 1/2, 5/6
+    assert vote.loc[["n1", "n2", "n3"], "value"].round(6).tolist() == [round(2 / 3, 6), 0.5, round(5 / 6, 6)]
+    assert (vote["seconds"] == 1.5).all()  # a candidate costs both scores
