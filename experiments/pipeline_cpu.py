@@ -11,6 +11,10 @@ candidates its own way:
   predictor random search of --predictor-candidates networks scored by the supernet, an accuracy
             predictor fitted on their scores (nas.supernet.predictor), then every network of the
             window ranked by it (Once-for-All's accuracy predictor)
+  vote      the predictor method's search and predictor, then every network of the window ranked by
+            a vote of the predictor and a zero-cost score (--zc) computed here for each of them: the
+            mean of their rank percentiles (experiments/results/supernet_macro_fidelity.md measures
+            this vote above either alone)
   zc        evolution, scored by a zero-cost score at initialization (--zc, default naswot)
   train     evolution, each candidate trained briefly on CIFAR-10 (--train-epochs, --train-subset)
 
@@ -50,6 +54,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from nas.benchmarks.nasbench_macro import canonical, distinct, records
+from nas.data import load_data
+from nas.evaluators import score_batches
+from nas.search_cli import PROXY_DEFAULTS
+from nas.zero_cost import score_arch
 from nas.run_dir import write_csv, write_text
 from nas.search_report import markdown_table
 from nas.supernet.predictor import AccuracyPredictor
@@ -58,12 +66,14 @@ from results_paths import experiment_state, shown
 from script_main import run_script
 from search_spaces.atomic import atomic_path
 from search_spaces.errors import UserError
+from search_spaces.proxy import for_proxy
 from search_spaces.space import get_space
+from tqdm import tqdm
 
 HERE = Path(__file__).resolve().parent
 WINDOW = (0.9, 1.0)
 TOP = 5
-METHODS = ("supernet", "random", "predictor", "zc", "train")
+METHODS = ("supernet", "random", "predictor", "vote", "zc", "train")
 
 
 @dataclass(frozen=True)
@@ -76,10 +86,14 @@ class Method:
     options: tuple[str, ...] = ()
     supernet: Path | None = None   # its training hours count too
     rank_all: bool = False         # rank the whole window by a predictor fitted on the search's scores
+    vote: str | None = None        # ... by a vote of that predictor and this zero-cost score
+    search: str = ""               # whose search it runs (default its own): the vote reuses the predictor's
 
     def about(self) -> str:
         evaluator = self.evaluator.replace(str(self.supernet), "SUPERNET") if self.supernet else self.evaluator
-        return f"{self.controller}, {evaluator}" + (", then the window ranked by a predictor" if self.rank_all else "")
+        ranked = f", then the window ranked by a vote of a predictor and {self.vote}" if self.vote else \
+            ", then the window ranked by a predictor" if self.rank_all else ""
+        return f"{self.controller}, {evaluator}{ranked}"
 
 
 def methods(args) -> list[Method]:
@@ -89,6 +103,8 @@ def methods(args) -> list[Method]:
         "random": Method("random", "random", f"supernet:{args.supernet}", args.candidates, supernet=args.supernet),
         "predictor": Method("predictor", "random", f"supernet:{args.supernet}", args.predictor_candidates,
                             supernet=args.supernet, rank_all=True),
+        "vote": Method("vote", "random", f"supernet:{args.supernet}", args.predictor_candidates,
+                       supernet=args.supernet, rank_all=True, vote=args.zc, search="predictor"),
         "zc": Method("zc", "evolution", f"zc:{args.zc}", args.candidates, (*data, "--resolution", "32")),
         "train": Method("train", "evolution", "train", args.train_candidates,
                         (*data, "--resolution", "32", "--epochs", str(args.train_epochs),
@@ -112,7 +128,7 @@ def ok_trials(run: Path) -> pd.DataFrame:
 def run_search(method: Method, T: float, seed: int, runs: Path) -> tuple[Path, float]:
     """The method's search, run or resumed until it has `trials` scored candidates; (run dir, wall seconds)."""
     settings = zlib.crc32(" ".join([method.controller, method.evaluator, *method.options, f"{T:.6g}"]).encode())
-    run = runs / f"{method.name}-seed{seed}-{settings:08x}"  # other settings: another search
+    run = runs / f"{method.search or method.name}-seed{seed}-{settings:08x}"  # other settings: another search
     clock = run.with_suffix(".seconds.json")
     spent = json.loads(clock.read_text())["seconds"] if clock.exists() else 0.0
     if len(ok_trials(run)) >= method.trials:
@@ -146,7 +162,7 @@ def supernet_hours(directory: Path) -> float:
     return float(epochs["seconds"].sum()) / 3600
 
 
-def judged(method: Method, run: Path, seconds: float, latency: pd.Series, T: float) -> dict:
+def judged(method: Method, run: Path, seconds: float, latency: pd.Series, T: float, data: str) -> dict:
     """The method's row: the best of its top-5 candidates by score, judged by the benchmark. With
     `method.rank_all`, the candidates are every network of the window, ranked by the accuracy
     predictor fitted on the search's scores."""
@@ -155,6 +171,11 @@ def judged(method: Method, run: Path, seconds: float, latency: pd.Series, T: flo
     scored = len(trials)
     if method.rank_all:
         trials = window_ranked(trials, latency, T)
+    if method.vote:
+        zc, zc_seconds = window_zero_cost(method.vote, trials["code"], data, run)
+        seconds += zc_seconds
+        trials = trials.assign(accuracy=(trials["accuracy"].rank(pct=True).to_numpy()
+                                         + zc.reindex(trials["code"]).rank(pct=True).to_numpy()) / 2)
     top = trials.sort_values("accuracy", ascending=False).drop_duplicates("code").head(TOP)
     truth = records()["mean_acc"]
     top = top.assign(mean_acc=truth.reindex(top["code"]).to_numpy())
@@ -179,6 +200,30 @@ def window_ranked(trials: pd.DataFrame, latency: pd.Series, T: float) -> pd.Data
     window = lat[(lat >= WINDOW[0] * T) & (lat <= WINDOW[1] * T)]
     return pd.DataFrame({"code": window.index, "latency_ms": window.to_numpy(),
                          "accuracy": predictor.predict([list(map(int, c)) for c in window.index])})
+
+
+def window_zero_cost(name: str, codes: pd.Series, data: str, run: Path) -> tuple[pd.Series, float]:
+    """Zero-cost score `name` of each network of `codes` (its proxy IR at 32 px, on a batch of the
+    search's CIFAR-10 subset, as `--evaluator zc:NAME` scores it) and the seconds all of them took.
+    Kept beside the search's run and resumed, 50 networks at a time."""
+    path = run.with_name(f"{run.name}.{name}.csv")
+    done = pd.read_csv(path, dtype={"code": str}).set_index("code") if path.exists() else \
+        pd.DataFrame(columns=["value", "seconds"])
+    todo = [c for c in codes if c not in done.index]
+    if todo:
+        cifar = PROXY_DEFAULTS["cifar10"]
+        images = load_data(data, resolution=32, train_subset=cifar["train_subset"], seed=0)
+        batches = score_batches(images, name, cifar["batch_size"], seed=0)
+        space = get_space("nasbench_macro")
+        for i in tqdm(range(0, len(todo), 50), desc=f"{name} of the window", unit="50 networks"):
+            rows = {}
+            for code in todo[i:i + 50]:
+                arch = for_proxy(space.decode([int(c) for c in code]).replace(num_classes=10), 32)
+                start = time.perf_counter()
+                rows[code] = {"value": score_arch(name, arch, batches), "seconds": time.perf_counter() - start}
+            done = pd.concat([done, pd.DataFrame.from_dict(rows, orient="index")])
+            write_csv(path, done.rename_axis("code").reset_index())
+    return done["value"].astype(float), float(done.loc[list(codes), "seconds"].sum())
 
 
 def in_budget(latency: pd.Series, T: float) -> pd.Series:
@@ -224,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", default="supernet,random,zc", help=f"comma-separated, of {', '.join(METHODS)}")
     ap.add_argument("--supernet", type=Path, help="a `nas supernet train --space nasbench_macro` directory")
     ap.add_argument("--data", default="cifar10:../shared/data", help="data of the zc and train methods")
-    ap.add_argument("--zc", default="naswot", help="zero-cost score of the zc method")
+    ap.add_argument("--zc", default="naswot", help="zero-cost score of the zc and vote methods")
     ap.add_argument("--candidates", type=int, default=1000, help="scored candidates per search (not train)")
     ap.add_argument("--predictor-candidates", type=int, default=200,
                     help="random in-window networks scored by the supernet to fit the predictor method's predictor")
@@ -241,14 +286,14 @@ def run(args: argparse.Namespace) -> None:
     unknown = set(args.methods) - set(METHODS)
     if unknown or not args.methods:
         raise UserError(f"--methods {','.join(sorted(unknown)) or '(none)'}: expected some of {', '.join(METHODS)}")
-    if {"supernet", "random", "predictor"} & set(args.methods) and not (args.supernet and (args.supernet / "epochs.csv").exists()):
+    if {"supernet", "random", "predictor", "vote"} & set(args.methods) and not (args.supernet and (args.supernet / "epochs.csv").exists()):
         raise UserError(f"--supernet {args.supernet}: not a trained supernet directory (no epochs.csv)")
     latency = table_latency()
     T = float(latency.reindex(distinct().index).median())
     rows = []
     for method in methods(args):
         run_dir, seconds = run_search(method, T, args.seed, cache_dir())
-        rows.append(judged(method, run_dir, seconds, latency, T))
+        rows.append(judged(method, run_dir, seconds, latency, T, args.data))
     rows.append(random_pick_row(latency, T))
     report(pd.DataFrame(rows), args, latency, T)
 

@@ -43,7 +43,7 @@ def test_the_network_found_is_the_best_of_the_top_five_by_score(tmp_path, bench)
     rows = [("22222222", 0.99, "failed")] + [(c, 0.8 + 0.01 * i, "ok") for i, c in enumerate(others[:5])]
     rows += [(others[0], 0.5, "ok"), (best_in_window, 0.79, "ok")]
     write_trials(tmp_path / "run", rows, latency)
-    row = pc.judged(pc.Method("m", "evolution", "zc:flops", 7), tmp_path / "run", 1800.0, latency, T)
+    row = pc.judged(pc.Method("m", "evolution", "zc:flops", 7), tmp_path / "run", 1800.0, latency, T, "digits")
     budget = nets["mean_acc"][latency.reindex(nets.index) <= T]
     found = max(others[:5], key=lambda c: nets.at[c, "mean_acc"])
     assert row["network"] == found and row["accuracy"] == nets.at[found, "mean_acc"]
@@ -62,12 +62,41 @@ def test_the_predictor_method_ranks_the_whole_window_by_a_predictor_of_the_score
     window = nets[(lat >= 0.9 * T) & (lat <= T)]
     scored = window.sample(n=40, random_state=1)
     write_trials(tmp_path / "run", [(c, a / 100, "ok") for c, a in scored["mean_acc"].items()], latency)
-    row = pc.judged(pc.Method("p", "random", "zc:flops", 40, rank_all=True), tmp_path / "run", 60.0, latency, T)
+    row = pc.judged(pc.Method("p", "random", "zc:flops", 40, rank_all=True), tmp_path / "run", 60.0, latency, T, "digits")
     predictor = AccuracyPredictor.fit((3,) * 8, [list(map(int, c)) for c in scored.index], scored["mean_acc"] / 100)
     ranked = pd.Series(predictor.predict([list(map(int, c)) for c in window.index]), index=window.index)
     top = ranked.sort_values(ascending=False).index[:5]
     assert row["network"] == max(top, key=lambda c: nets.at[c, "mean_acc"]) and row["top1_by_score"] == top[0]
     assert row["candidates"] == 40 and row["ranked"] == len(window)
+
+
+def test_the_vote_ranks_the_window_by_the_mean_rank_of_the_predictor_and_a_zero_cost_score(tmp_path, bench,
+                                                                                            monkeypatch):
+    from nas.supernet.predictor import AccuracyPredictor
+    from search_spaces.counting import count
+    from search_spaces.proxy import for_proxy
+    from search_spaces.space import get_space
+
+    latency, T = bench
+    nets = distinct()
+    lat = latency.reindex(nets.index)
+    window = nets[(lat >= 0.9 * T) & (lat <= T)]
+    scored = window.sample(n=40, random_state=1)
+    write_trials(tmp_path / "run", [(c, a / 100, "ok") for c, a in scored["mean_acc"].items()], latency)
+    method = pc.Method("v", "random", "zc:flops", 40, rank_all=True, vote="flops")
+    row = pc.judged(method, tmp_path / "run", 60.0, latency, T, "digits")
+    predictor = AccuracyPredictor.fit((3,) * 8, [list(map(int, c)) for c in scored.index], scored["mean_acc"] / 100)
+    predicted = pd.Series(predictor.predict([list(map(int, c)) for c in window.index]), index=window.index)
+    space = get_space("nasbench_macro")
+    flops = pd.Series({c: count(for_proxy(space.decode([int(d) for d in c]).replace(num_classes=10), 32))["macs"]
+                       for c in window.index})
+    vote = (predicted.rank(pct=True) + flops.rank(pct=True)) / 2
+    top = vote.sort_values(ascending=False, kind="stable").index[:5]
+    assert row["top1_by_score"] == top[0] and row["network"] == max(top, key=lambda c: nets.at[c, "mean_acc"])
+    assert row["ranked"] == len(window) and row["hours"] > 60 / 3600  # the zero-cost scoring's time counts
+    # the window's scores are kept beside the run: judged again, nothing is scored again
+    monkeypatch.setattr(pc, "score_arch", lambda *a, **k: pytest.fail("scored again"))
+    assert pc.judged(method, tmp_path / "run", 60.0, latency, T, "digits")["network"] == row["network"]
 
 
 def test_no_search_is_the_median_network_of_the_window(bench):
@@ -81,7 +110,7 @@ def test_no_search_is_the_median_network_of_the_window(bench):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--methods", "zc,foo"], "--methods foo: expected some of supernet, random, predictor, zc, train"),
+    (["--methods", "zc,foo"], "--methods foo: expected some of supernet, random, predictor, vote, zc, train"),
     (["--methods", "supernet"], "--supernet None: not a trained supernet directory"),
 ])
 def test_bad_arguments_are_one_line(argv, message, capsys, tmp_path):
