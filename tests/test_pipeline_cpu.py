@@ -53,18 +53,25 @@ def test_the_network_found_is_the_best_of_the_top_five_by_score(tmp_path, bench)
     assert found == others[0] and row["top1_by_score"] == others[4]
 
 
-def test_the_predictor_method_ranks_the_whole_window_by_a_predictor_of_the_scores(tmp_path, bench):
+def scored_window(run: Path, latency: pd.Series, T: float) -> tuple[pd.DataFrame, pd.Series]:
+    """A search's trials in `run`: 40 networks of the window, scored by their true accuracy; the
+    window's networks and the predictor's (fitted on those scores) prediction for each."""
     from nas.supernet.predictor import AccuracyPredictor
 
-    latency, T = bench
     nets = distinct()
     lat = latency.reindex(nets.index)
     window = nets[(lat >= 0.9 * T) & (lat <= T)]
     scored = window.sample(n=40, random_state=1)
-    write_trials(tmp_path / "run", [(c, a / 100, "ok") for c, a in scored["mean_acc"].items()], latency)
-    row = pc.judged(pc.Method("p", "random", "zc:flops", 40, rank_all=True), tmp_path / "run", 60.0, latency, T, "digits")
+    write_trials(run, [(c, a / 100, "ok") for c, a in scored["mean_acc"].items()], latency)
     predictor = AccuracyPredictor.fit((3,) * 8, [list(map(int, c)) for c in scored.index], scored["mean_acc"] / 100)
-    ranked = pd.Series(predictor.predict([list(map(int, c)) for c in window.index]), index=window.index)
+    return window, pd.Series(predictor.predict([list(map(int, c)) for c in window.index]), index=window.index)
+
+
+def test_the_predictor_method_ranks_the_whole_window_by_a_predictor_of_the_scores(tmp_path, bench):
+    latency, T = bench
+    nets = distinct()
+    window, ranked = scored_window(tmp_path / "run", latency, T)
+    row = pc.judged(pc.Method("p", "random", "zc:flops", 40, rank_all=True), tmp_path / "run", 60.0, latency, T, "digits")
     top = ranked.sort_values(ascending=False).index[:5]
     assert row["network"] == max(top, key=lambda c: nets.at[c, "mean_acc"]) and row["top1_by_score"] == top[0]
     assert row["candidates"] == 40 and row["ranked"] == len(window)
@@ -72,21 +79,15 @@ def test_the_predictor_method_ranks_the_whole_window_by_a_predictor_of_the_score
 
 def test_the_vote_ranks_the_window_by_the_mean_rank_of_the_predictor_and_a_zero_cost_score(tmp_path, bench,
                                                                                             monkeypatch):
-    from nas.supernet.predictor import AccuracyPredictor
     from search_spaces.counting import count
     from search_spaces.proxy import for_proxy
     from search_spaces.space import get_space
 
     latency, T = bench
     nets = distinct()
-    lat = latency.reindex(nets.index)
-    window = nets[(lat >= 0.9 * T) & (lat <= T)]
-    scored = window.sample(n=40, random_state=1)
-    write_trials(tmp_path / "run", [(c, a / 100, "ok") for c, a in scored["mean_acc"].items()], latency)
+    window, predicted = scored_window(tmp_path / "run", latency, T)
     method = pc.Method("v", "random", "zc:flops", 40, rank_all=True, vote="flops")
     row = pc.judged(method, tmp_path / "run", 60.0, latency, T, "digits")
-    predictor = AccuracyPredictor.fit((3,) * 8, [list(map(int, c)) for c in scored.index], scored["mean_acc"] / 100)
-    predicted = pd.Series(predictor.predict([list(map(int, c)) for c in window.index]), index=window.index)
     space = get_space("nasbench_macro")
     flops = pd.Series({c: count(for_proxy(space.decode([int(d) for d in c]).replace(num_classes=10), 32))["macs"]
                        for c in window.index})
