@@ -51,3 +51,10 @@ def sets_of(accuracy: pd.Series, latency: pd.Series) -> tuple[dict[str, pd.Serie
         lines.append(f"- band_p{p}: local_cpu_table_ms in [{BAND_LOW * t:.3f}, {t:.3f}] ms ({inside.sum():,} of the "
                      f"{len(latency):,} networks; {len(sets[f'band_p{p}'])} of those scored here)")
     return sets, lines
+
+
+def rank_vote(a: pd.Series, b: pd.Series) -> pd.Series:
+    """A vote of two scores over the networks both scored: the mean of their rank percentiles.
+    Nothing is fitted, so nothing needs holding out (the fidelity study and the pipeline's vote)."""
+    both = a.index.intersection(b.index)
+    return (a.loc[both].rank(pct=True) + b.loc[both].rank(pct=True)) / 2

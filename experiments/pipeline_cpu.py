@@ -61,7 +61,7 @@ from nas.zero_cost import score_arch
 from nas.run_dir import write_csv, write_text
 from nas.search_report import markdown_table
 from nas.supernet.predictor import AccuracyPredictor
-from macro_bands import table_latency
+from macro_bands import rank_vote, table_latency
 from results_paths import experiment_state, shown
 from script_main import run_script
 from search_spaces.atomic import atomic_path
@@ -174,8 +174,8 @@ def judged(method: Method, run: Path, seconds: float, latency: pd.Series, T: flo
     if method.vote:
         zc, zc_seconds = window_zero_cost(method.vote, trials["code"], data, run)
         seconds += zc_seconds
-        trials = trials.assign(accuracy=(trials["accuracy"].rank(pct=True).to_numpy()
-                                         + zc.reindex(trials["code"]).rank(pct=True).to_numpy()) / 2)
+        vote = rank_vote(trials.set_index("code")["accuracy"], zc)
+        trials = trials.assign(accuracy=vote.reindex(trials["code"]).to_numpy())
     top = trials.sort_values("accuracy", ascending=False).drop_duplicates("code").head(TOP)
     truth = records()["mean_acc"]
     top = top.assign(mean_acc=truth.reindex(top["code"]).to_numpy())

@@ -59,7 +59,7 @@ from nas.supernet.directory import SupernetConfig, SupernetDir  # noqa: E402
 from nas.supernet.model import Supernet  # noqa: E402
 from nas.supernet.predictor import AccuracyPredictor  # noqa: E402
 from nas.supernet.scoring import RECALIBRATE_IMAGES, score  # noqa: E402
-from macro_bands import LATENCY_CSV, SEED, sets_of  # noqa: E402
+from macro_bands import LATENCY_CSV, SEED, rank_vote, sets_of  # noqa: E402
 from results_paths import experiment_state, shown  # noqa: E402
 from script_main import run_script  # noqa: E402
 from search_spaces.atomic import atomic_path  # noqa: E402
@@ -151,9 +151,8 @@ def naswot_scores() -> pd.DataFrame | None:
 def combined(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     """A vote of two scores over the networks both scored: the mean of their rank percentiles (nothing
     fitted, so nothing to hold out); a candidate costs both scores."""
-    both = a.index.intersection(b.index)
-    value = (a.loc[both, "value"].rank(pct=True) + b.loc[both, "value"].rank(pct=True)) / 2
-    return pd.DataFrame({"value": value, "seconds": a.loc[both, "seconds"] + b.loc[both, "seconds"]})
+    value = rank_vote(a["value"], b["value"])
+    return pd.DataFrame({"value": value, "seconds": a.loc[value.index, "seconds"] + b.loc[value.index, "seconds"]})
 
 
 def vectors(codes) -> np.ndarray:
