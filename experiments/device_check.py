@@ -636,7 +636,7 @@ class Check:
         if not self.need_data("search_ray", budget):
             return
         run_dir = self.work / "search_run"
-        argv = self.nas("search", "--space", "mnv3", "--target", "pixel_cpu",
+        argv = self.nas("search", "--space", "mnv3", "--target", "pixel_cpu", "--evaluator", "train",
                         "--data", f"cifar10:{self.data_dir}", "--trials", 2 if self.dry else 4, "--quiet",
                         "--out", run_dir,
                         *(["--device", "cpu", "--workers", "2", "--cpus-per-trial", "1"] if self.dry else

@@ -34,7 +34,10 @@ and resumes after a kill (`nas search --resume`); its wall time is saved every 3
     nas supernet train --space nasbench_macro --data cifar10:../shared/data --epochs 8 \\
         --out ~/.cache/hw-nas/experiments/supernet_macro_ofa
     python experiments/pipeline_cpu.py --supernet ~/.cache/hw-nas/experiments/supernet_macro_ofa \\
-        --data cifar10:../shared/data [--methods supernet,random,zc,train] [--candidates 1000]
+        --data cifar10:../shared/data [--methods supernet,random,zc,train] [--candidates 300]
+
+The window holds 605 of the 3,969 networks and evolution proposes each network once, so the
+default of 300 candidates per search is half the window: more would approach an exhaustive search.
 
 Writes experiments/results/pipeline_cpu{.csv,.md,.png}.
 """
@@ -105,7 +108,9 @@ def methods(args) -> list[Method]:
                             supernet=args.supernet, rank_all=True),
         "vote": Method("vote", "random", f"supernet:{args.supernet}", args.predictor_candidates,
                        supernet=args.supernet, rank_all=True, vote=args.zc, search="predictor"),
-        "zc": Method("zc", "evolution", f"zc:{args.zc}", args.candidates, (*data, "--resolution", "32")),
+        # the search alone: a plain `nas search` with a zero-cost score also trains its top 5 (--final-top)
+        "zc": Method("zc", "evolution", f"zc:{args.zc}", args.candidates,
+                     (*data, "--resolution", "32", "--final-top", "0")),
         "train": Method("train", "evolution", "train", args.train_candidates,
                         (*data, "--resolution", "32", "--epochs", str(args.train_epochs),
                          "--train-subset", str(args.train_subset))),
@@ -270,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--supernet", type=Path, help="a `nas supernet train --space nasbench_macro` directory")
     ap.add_argument("--data", default="cifar10:../shared/data", help="data of the zc and train methods")
     ap.add_argument("--zc", default="naswot", help="zero-cost score of the zc and vote methods")
-    ap.add_argument("--candidates", type=int, default=1000, help="scored candidates per search (not train)")
+    ap.add_argument("--candidates", type=int, default=300,
+                    help="scored candidates per search (not train); the window holds 605 networks")
     ap.add_argument("--predictor-candidates", type=int, default=200,
                     help="random in-window networks scored by the supernet to fit the predictor method's predictor")
     ap.add_argument("--train-candidates", type=int, default=40)

@@ -66,7 +66,7 @@ def main() -> None:
     runs = {}
     if not args.skip_default:
         runs["default"] = timed_search("default", device)
-    runs["cifar10"] = timed_search("cifar10", ["--data", f"cifar10:{args.cifar_dir}", "--train-subset",
+    runs["cifar10"] = timed_search("cifar10", ["--evaluator", "train", "--data", f"cifar10:{args.cifar_dir}", "--train-subset",
                                                str(args.train_subset), "--trials", str(args.trials), "--epochs", "1",
                                                *device])
     table = pd.DataFrame([row for row, _ in runs.values()])

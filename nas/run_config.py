@@ -42,7 +42,7 @@ class Bound:
 
 #: the numeric settings and their ranges (None may mean "not set" where the field allows it)
 BOUNDS = {
-    "trials": Bound(1), "workers": Bound(1), "cpus_per_trial": Bound(1), "batch_size": Bound(1), "steps": Bound(1),
+    "trials": Bound(1), "final_top": Bound(0), "workers": Bound(1), "cpus_per_trial": Bound(1), "batch_size": Bound(1), "steps": Bound(1),
     "resolution": Bound(1, MAX_RESOLUTION), "deploy_resolution": Bound(1, MAX_RESOLUTION),
     "train_subset": Bound(2), "seed": Bound(0, 2**32 - 1),
     "epochs": Bound(positive=True), "lr": Bound(positive=True),
@@ -104,6 +104,7 @@ class RunConfig:
     latency_window_share: float | None = None  # of random networks of the space inside the window
     train_reference: bool = False
     evaluator: str = "train"  # a spec of nas.evaluators, as checked (supernet:DIR with DIR absolute)
+    final_top: int = 0  # candidates `nas search` trains for --epochs after the search (nas.final_training)
 
     def __post_init__(self):
         check_numbers(asdict(self))

@@ -132,7 +132,7 @@ def test_cuda_training_learns_and_detects_divergence():
 
 
 # ---- the flag on every command ---------------------------------------------------------
-TINY_SEARCH = ["--steps", "1", "--train-subset", "64", "--resolution", "16", "--batch-size", "32", "--quiet",
+TINY_SEARCH = ["--evaluator", "train", "--steps", "1", "--train-subset", "64", "--resolution", "16", "--batch-size", "32", "--quiet",
                "--controller", "random"]
 
 

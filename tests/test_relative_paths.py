@@ -11,7 +11,7 @@ import pytest
 from nas.cli import main as nas
 from netadapt.cli import main as netadapt
 
-TINY = ["--steps", "1", "--train-subset", "64", "--resolution", "16", "--batch-size", "32", "--quiet"]
+TINY = ["--evaluator", "train", "--steps", "1", "--train-subset", "64", "--resolution", "16", "--batch-size", "32", "--quiet"]
 
 
 def test_relative_run_dir_search_extend_train_refine(tmp_path, monkeypatch):

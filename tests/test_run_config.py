@@ -40,7 +40,7 @@ def test_bad_numbers_are_refused_before_anything_starts(argv, message, capsys, t
 
 
 def args(*argv):
-    return build_parser().parse_args(["search", *argv])
+    return build_parser().parse_args(["search", "--evaluator", "train", *argv])  # a later --evaluator wins
 
 
 def test_config_json_reads_back_as_written(tmp_path):

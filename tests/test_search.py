@@ -19,7 +19,7 @@ from search_spaces.builder import build_model
 from search_spaces.ir import Arch
 from search_spaces.space import get_space
 
-TINY = ["--steps", "1", "--train-subset", "64", "--resolution", "16", "--batch-size", "32", "--quiet"]
+TINY = ["--evaluator", "train", "--steps", "1", "--train-subset", "64", "--resolution", "16", "--batch-size", "32", "--quiet"]
 
 
 def test_reward_follows_mnasnet():

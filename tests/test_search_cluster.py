@@ -13,7 +13,7 @@ import torch
 from nas.cli import main
 from nas.ray_session import ray_process_env
 
-TINY = ["--steps", "1", "--train-subset", "64", "--resolution", "16", "--batch-size", "32", "--quiet"]
+TINY = ["--evaluator", "train", "--steps", "1", "--train-subset", "64", "--resolution", "16", "--batch-size", "32", "--quiet"]
 AUDIT_HOOK = Path(__file__).resolve().parent / "process_audit"
 
 

@@ -14,7 +14,7 @@ from nas.ray_session import RaySessionRecord, leftover_processes
 from nas.run_dir import TRIAL_COLUMNS, RunDir
 
 
-TINY = ["--steps", "1", "--train-subset", "64", "--resolution", "16", "--batch-size", "32", "--quiet"]
+TINY = ["--evaluator", "train", "--steps", "1", "--train-subset", "64", "--resolution", "16", "--batch-size", "32", "--quiet"]
 
 
 def nas(*argv, **kwargs):
