@@ -32,6 +32,7 @@ from nas.training import TrainConfig, augment, make_optimizer  # noqa: E402
 from search_spaces.space import get_space  # noqa: E402
 from search_spaces.atomic import atomic_write  # noqa: E402
 from search_spaces.builder import build_model  # noqa: E402
+from device_check import slug  # noqa: E402  (the file names of the device check's results)
 
 
 def timed(device: torch.device, fn, repeats: int) -> float:
@@ -120,7 +121,7 @@ def main(args) -> None:
     torch.set_num_threads(args.threads)
     info = describe(device)
     rows, table = parts(args, device)
-    tag = "".join(c if c.isalnum() else "-" for c in info["name"].lower()).strip("-") or "cpu"
+    tag = slug(info["name"])
     tag += "_no-cudnn" if args.no_cudnn else ""
     out = Path(args.results)
     out.mkdir(parents=True, exist_ok=True)
