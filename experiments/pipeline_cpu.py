@@ -7,7 +7,8 @@ column of experiments/results/nasbench_macro_latency.csv, what a search sees), e
 candidates its own way:
 
   supernet  evolution, each candidate scored by the supernet (--supernet, `nas supernet train`)
-  random    random search, scored by the same supernet
+  random    random search of --predictor-candidates networks scored by the same supernet (the
+            predictor method's search), its top 5 by score
   predictor random search of --predictor-candidates networks scored by the supernet, an accuracy
             predictor fitted on their scores (nas.supernet.predictor), then every network of the
             window ranked by it (Once-for-All's accuracy predictor)
@@ -103,7 +104,9 @@ def methods(args) -> list[Method]:
     data = ("--data", args.data)
     table = {
         "supernet": Method("supernet", "evolution", f"supernet:{args.supernet}", args.candidates, supernet=args.supernet),
-        "random": Method("random", "random", f"supernet:{args.supernet}", args.candidates, supernet=args.supernet),
+        # the predictor's search is a random search scored by the supernet: its top 5 by score, no predictor
+        "random": Method("random", "random", f"supernet:{args.supernet}", args.predictor_candidates,
+                         supernet=args.supernet, search="predictor"),
         "predictor": Method("predictor", "random", f"supernet:{args.supernet}", args.predictor_candidates,
                             supernet=args.supernet, rank_all=True),
         "vote": Method("vote", "random", f"supernet:{args.supernet}", args.predictor_candidates,

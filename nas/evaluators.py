@@ -60,7 +60,7 @@ class Evaluator(ABC):
 
 
 class Train(Evaluator):
-    prefix, help = "train", "train: each candidate trained for --epochs on --data (the default)"
+    prefix, help = "train", "train: each candidate trained for --epochs on --data (the default on a GPU)"
 
     def check(self, space, num_classes, resolution) -> str:
         if self.argument:

@@ -61,7 +61,8 @@ def register(sub) -> None:
     p.add_argument("--deploy-resolution", type=int,
                    help="resolution latency is looked up at (default: the space's, 224 for mnv3, 32 for nasbench_macro)")
     p.add_argument("--epochs", type=float,
-                   help="proxy training epochs per candidate (default 8 for digits, 2 for cifar10, 3 otherwise)")
+                   help="proxy training epochs per candidate, and of the --final-top training (default 8 for digits, "
+                        "2 for cifar10, 3 otherwise)")
     p.add_argument("--steps", type=int, help="train each candidate for exactly this many steps (quick checks)")
     p.add_argument("--batch-size", type=int, help="default 32 for digits, 64 otherwise")
     p.add_argument("--lr", type=float, help="default 0.1 for digits and cifar10, 0.05 otherwise")
