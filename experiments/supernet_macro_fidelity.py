@@ -211,6 +211,8 @@ def run(args: argparse.Namespace) -> None:
         subset = search_subset(cfg, args.train_subset)
         splits.add(f"{shown(cfg.data)}: {f'{subset:,}' if subset else 'all'} training images (seed {cfg.seed})")
         for epoch in sdir.saved_epochs():
+            if epoch not in sdir.saved_epochs():  # the last finished epoch of a training still running beside
+                continue                          # this one when it started: its weights are gone now
             state, values = score_epoch(sdir, epoch, codes, args, state, device,
                                         score_missing=args.epochs is None or epoch in args.epochs)
             if values is None:  # not asked for and not scored before
