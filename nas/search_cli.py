@@ -121,11 +121,9 @@ def new_config(args) -> RunConfig:
     from nas.reward import Reward
     import numpy as np
 
-    from nas.evaluators import Supernet, evaluator
+    from nas.evaluators import Supernet, ZeroCost, evaluator
     from search_spaces.references import reference
     from search_spaces.space import get_space
-
-    from nas.evaluators import ZeroCost
 
     scorer = evaluator(default_evaluator(args))
     if isinstance(scorer, Supernet):  # before the per-data defaults: the supernet's data chooses them
