@@ -1,8 +1,9 @@
 """NAS-Bench-Macro as the fidelity studies and the pipeline read it: each network's table
-latency on this machine, the seeded sample of networks a study scores, and the latency bands
-[BAND_LOW x T, T] (T a percentile of the latency over all networks) where a search decides.
+latency on this machine, the seeded sample of networks a study scores, the latency bands
+[BAND_LOW x T, T] (T a percentile of the latency over all networks) where a search decides, and
+a network and its images as `--evaluator zc:NAME` scores them.
 
-One module so that every study draws the same sample and cuts the same bands.
+One module so that every study draws the same sample, cuts the same bands and scores alike.
 """
 from __future__ import annotations
 
@@ -12,8 +13,13 @@ import numpy as np
 import pandas as pd
 
 from nas.benchmarks.nasbench_macro import distinct
+from nas.data import Data, load_data
+from nas.search_cli import PROXY_DEFAULTS
 from results_paths import shown
 from search_spaces.errors import UserError
+from search_spaces.ir import Arch
+from search_spaces.proxy import for_proxy
+from search_spaces.space import get_space
 
 LATENCY_CSV = Path(__file__).resolve().parent / "results" / "nasbench_macro_latency.csv"
 BAND_PERCENTILES = (25, 50, 75)
@@ -58,3 +64,15 @@ def rank_vote(a: pd.Series, b: pd.Series) -> pd.Series:
     Nothing is fitted, so nothing needs holding out (the fidelity study and the pipeline's vote)."""
     both = a.index.intersection(b.index)
     return (a.loc[both].rank(pct=True) + b.loc[both].rank(pct=True)) / 2
+
+
+def proxy_arch(code: str) -> Arch:
+    """A network as the search scores it: its proxy IR (`for_proxy`, 10 classes) at the space's 32 px."""
+    space = get_space("nasbench_macro")
+    return for_proxy(space.decode([int(c) for c in code]).replace(num_classes=10), space.resolution)
+
+
+def search_images(data: str, resolution: int) -> Data:
+    """The CIFAR-10 training images a search on `data` (`cifar10:DIR`) scores on: its default subset,
+    drawn with SEED, normalized as training normalizes them."""
+    return load_data(data, resolution=resolution, train_subset=PROXY_DEFAULTS["cifar10"]["train_subset"], seed=SEED)

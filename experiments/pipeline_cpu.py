@@ -58,19 +58,18 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from nas.benchmarks.nasbench_macro import canonical, distinct, records
-from nas.data import load_data
 from nas.evaluators import score_batches
 from nas.search_cli import PROXY_DEFAULTS
 from nas.zero_cost import score_arch
 from nas.run_dir import write_csv, write_text
 from nas.search_report import markdown_table
+from nas.supernet.directory import SupernetDir
 from nas.supernet.predictor import AccuracyPredictor
-from macro_bands import rank_vote, table_latency
+from macro_bands import SEED, proxy_arch, rank_vote, search_images, table_latency
 from results_paths import experiment_state, shown
 from script_main import run_script
 from search_spaces.atomic import atomic_path
 from search_spaces.errors import UserError
-from search_spaces.proxy import for_proxy
 from search_spaces.space import get_space
 from tqdm import tqdm
 
@@ -89,6 +88,7 @@ class Method:
     trials: int
     options: tuple[str, ...] = ()
     supernet: Path | None = None   # its training hours count too
+    supernet_epoch: int | None = None  # the weights of this epoch (None: the last): its hours up to it
     rank_all: bool = False         # rank the whole window by a predictor fitted on the search's scores
     vote: str | None = None        # ... by a vote of that predictor and this zero-cost score
     search: str = ""               # whose search it runs (default its own): the vote reuses the predictor's
@@ -102,15 +102,18 @@ class Method:
 
 def methods(args) -> list[Method]:
     data = ("--data", args.data)
+    epoch = args.supernet_epoch
+    sn = dict(evaluator=f"supernet:{args.supernet}" + (f"@{epoch}" if epoch else ""), supernet=args.supernet,
+              supernet_epoch=epoch)
+    at = f"-epoch{epoch}" if epoch else ""  # another row of the table than the last epoch's
     table = {
-        "supernet": Method("supernet", "evolution", f"supernet:{args.supernet}", args.candidates, supernet=args.supernet),
+        "supernet": Method(f"supernet{at}", "evolution", trials=args.candidates, **sn),
         # the predictor's search is a random search scored by the supernet: its top 5 by score, no predictor
-        "random": Method("random", "random", f"supernet:{args.supernet}", args.predictor_candidates,
-                         supernet=args.supernet, search="predictor"),
-        "predictor": Method("predictor", "random", f"supernet:{args.supernet}", args.predictor_candidates,
-                            supernet=args.supernet, rank_all=True),
-        "vote": Method("vote", "random", f"supernet:{args.supernet}", args.predictor_candidates,
-                       supernet=args.supernet, rank_all=True, vote=args.zc, search="predictor"),
+        "random": Method(f"random{at}", "random", trials=args.predictor_candidates, search="predictor", **sn),
+        "predictor": Method(f"predictor{at}", "random", trials=args.predictor_candidates, rank_all=True,
+                            search="predictor", **sn),
+        "vote": Method(f"vote{at}", "random", trials=args.predictor_candidates, rank_all=True, vote=args.zc,
+                       search="predictor", **sn),
         # the search alone: a plain `nas search` with a zero-cost score also trains its top 5 (--final-top)
         "zc": Method("zc", "evolution", f"zc:{args.zc}", args.candidates,
                      (*data, "--resolution", "32", "--final-top", "0")),
@@ -165,9 +168,10 @@ def run_search(method: Method, T: float, seed: int, runs: Path) -> tuple[Path, f
     return run, spent
 
 
-def supernet_hours(directory: Path) -> float:
+def supernet_hours(directory: Path, epoch: int | None = None) -> float:
+    """The supernet's training time, up to `epoch` (None: all of it)."""
     epochs = pd.read_csv(directory / "epochs.csv")
-    return float(epochs["seconds"].sum()) / 3600
+    return float(epochs.loc[epochs["epoch"] <= (epoch or epochs["epoch"].max()), "seconds"].sum()) / 3600
 
 
 def judged(method: Method, run: Path, seconds: float, latency: pd.Series, T: float, data: str) -> dict:
@@ -189,7 +193,7 @@ def judged(method: Method, run: Path, seconds: float, latency: pd.Series, T: flo
     top = top.assign(mean_acc=truth.reindex(top["code"]).to_numpy())
     found = top.sort_values("mean_acc", ascending=False).iloc[0]
     budget = in_budget(latency, T)
-    hours = seconds / 3600 + (supernet_hours(method.supernet) if method.supernet else 0.0)
+    hours = seconds / 3600 + (supernet_hours(method.supernet, method.supernet_epoch) if method.supernet else 0.0)
     return {"method": method.name, "search": method.about(), "hours": hours, "candidates": scored,
             "ranked": trials["code"].nunique(),
             "network": found["code"], "latency_ms": float(found["latency_ms"]),
@@ -219,14 +223,11 @@ def window_zero_cost(name: str, codes: pd.Series, data: str, run: Path) -> tuple
         pd.DataFrame(columns=["value", "seconds"])
     todo = [c for c in codes if c not in done.index]
     if todo:
-        cifar = PROXY_DEFAULTS["cifar10"]
-        images = load_data(data, resolution=32, train_subset=cifar["train_subset"], seed=0)
-        batches = score_batches(images, name, cifar["batch_size"], seed=0)
-        space = get_space("nasbench_macro")
+        batches = score_batches(search_images(data, 32), name, PROXY_DEFAULTS["cifar10"]["batch_size"], seed=SEED)
         for i in tqdm(range(0, len(todo), 50), desc=f"{name} of the window", unit="50 networks"):
             rows = {}
             for code in todo[i:i + 50]:
-                arch = for_proxy(space.decode([int(c) for c in code]).replace(num_classes=10), 32)
+                arch = proxy_arch(code)
                 start = time.perf_counter()
                 rows[code] = {"value": score_arch(name, arch, batches), "seconds": time.perf_counter() - start}
             done = pd.concat([done, pd.DataFrame.from_dict(rows, orient="index")])
@@ -276,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--methods", default="supernet,random,zc", help=f"comma-separated, of {', '.join(METHODS)}")
     ap.add_argument("--supernet", type=Path, help="a `nas supernet train --space nasbench_macro` directory")
+    ap.add_argument("--supernet-epoch", type=int, metavar="N",
+                    help="score with the supernet's weights of epoch N (one it keeps; default its last): rows "
+                         "METHOD-epochN, the training hours up to N")
     ap.add_argument("--data", default="cifar10:../shared/data", help="data of the zc and train methods")
     ap.add_argument("--zc", default="naswot", help="zero-cost score of the zc and vote methods")
     ap.add_argument("--candidates", type=int, default=300,
@@ -297,6 +301,9 @@ def run(args: argparse.Namespace) -> None:
         raise UserError(f"--methods {','.join(sorted(unknown)) or '(none)'}: expected some of {', '.join(METHODS)}")
     if {"supernet", "random", "predictor", "vote"} & set(args.methods) and not (args.supernet and (args.supernet / "epochs.csv").exists()):
         raise UserError(f"--supernet {args.supernet}: not a trained supernet directory (no epochs.csv)")
+    if args.supernet_epoch is not None and args.supernet_epoch not in SupernetDir(args.supernet).saved_epochs():
+        raise UserError(f"--supernet-epoch {args.supernet_epoch}: {shown(args.supernet)} keeps the weights of epochs "
+                        f"{', '.join(map(str, SupernetDir(args.supernet).saved_epochs()))}")
     latency = table_latency()
     T = float(latency.reindex(distinct().index).median())
     rows = []
@@ -326,7 +333,8 @@ def report(table: pd.DataFrame, args: argparse.Namespace, latency: pd.Series, T:
          "supernet's training included."), "",
         markdown_table(table, ".3g"), "",
         ("Reproduce: `python experiments/pipeline_cpu.py --supernet DIR --data cifar10:../shared/data "
-         f"--methods {','.join(args.methods)} --candidates {args.candidates} --seed {args.seed}`"), ""]))
+         f"--methods {','.join(args.methods)} --candidates {args.candidates} --seed {args.seed}"
+         + (f" --supernet-epoch {args.supernet_epoch}" if args.supernet_epoch else "") + "`"), ""]))
     plot(table, latency, T, out / "pipeline_cpu.png")
     print(markdown_table(table, ".3g"))
 

@@ -55,7 +55,7 @@ from nas.evaluation import cached_data  # noqa: E402
 from nas.run_dir import write_csv, write_text  # noqa: E402
 from nas.search_cli import PROXY_DEFAULTS  # noqa: E402
 from nas.search_report import markdown_table  # noqa: E402
-from nas.supernet.directory import SupernetConfig, SupernetDir  # noqa: E402
+from nas.supernet.directory import EpochNotKept, SupernetConfig, SupernetDir  # noqa: E402
 from nas.supernet.model import Supernet  # noqa: E402
 from nas.supernet.predictor import AccuracyPredictor  # noqa: E402
 from nas.supernet.scoring import RECALIBRATE_IMAGES, score  # noqa: E402
@@ -211,10 +211,11 @@ def run(args: argparse.Namespace) -> None:
         subset = search_subset(cfg, args.train_subset)
         splits.add(f"{shown(cfg.data)}: {f'{subset:,}' if subset else 'all'} training images (seed {cfg.seed})")
         for epoch in sdir.saved_epochs():
-            if epoch not in sdir.saved_epochs():  # the last finished epoch of a training still running beside
-                continue                          # this one when it started: its weights are gone now
-            state, values = score_epoch(sdir, epoch, codes, args, state, device,
-                                        score_missing=args.epochs is None or epoch in args.epochs)
+            try:
+                state, values = score_epoch(sdir, epoch, codes, args, state, device,
+                                            score_missing=args.epochs is None or epoch in args.epochs)
+            except EpochNotKept:  # the last finished epoch of a training still running beside this one
+                continue          # when it started: its weights are gone now
             if values is None:  # not asked for and not scored before
                 continue
             prediction = predicted(values, every_set["all"].index)

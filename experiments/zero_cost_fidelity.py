@@ -45,13 +45,12 @@ from tqdm import tqdm
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from nas.data import load_data  # noqa: E402
 from nas.evaluators import batch_count, score_batches  # noqa: E402
 from nas.run_dir import write_csv, write_text  # noqa: E402
 from nas.search_cli import PROXY_DEFAULTS  # noqa: E402
 from nas.search_report import markdown_table  # noqa: E402
 from nas.zero_cost import SCORES, score_arch  # noqa: E402
-from macro_bands import LATENCY_CSV, SEED, sample, sets_of, table_latency  # noqa: E402
+from macro_bands import LATENCY_CSV, SEED, proxy_arch, sample, search_images, sets_of, table_latency  # noqa: E402
 from results_paths import experiment_state, shown  # noqa: E402
 from script_main import run_script  # noqa: E402
 from search_spaces.atomic import atomic_path  # noqa: E402
@@ -92,10 +91,8 @@ class Fidelity:
 def nasbench_group(limit: int | None) -> tuple[Group, pd.Series]:
     """NAS-Bench-Macro's networks (a seeded sample of `limit` of them) and every network's table latency."""
     latency, nets = table_latency(), sample(limit)
-    space = get_space("nasbench_macro")
-    archs = [for_proxy(space.decode([int(c) for c in code]).replace(num_classes=10), space.resolution).to_string()
-             for code in nets.index]
-    return Group("nasbench_macro", space.resolution,
+    archs = [proxy_arch(code).to_string() for code in nets.index]
+    return Group("nasbench_macro", get_space("nasbench_macro").resolution,
                  pd.DataFrame({"arch": archs, "accuracy": nets["mean_acc"].to_numpy()}, index=nets.index)), latency
 
 
@@ -135,8 +132,7 @@ def score_group(group: Group, names: list[str], data_dir: str, chunk: int, state
     todo = [(net, s) for net in group.networks.index for s in names if (net, s) not in done]
     if not todo:
         return state
-    data = load_data(f"cifar10:{data_dir}", resolution=group.resolution, train_subset=CIFAR["train_subset"],
-                     seed=SEED)
+    data = search_images(f"cifar10:{data_dir}", group.resolution)
     batches = {s: score_batches(data, s, CIFAR["batch_size"], SEED) for s in names}
     nets = list(dict.fromkeys(net for net, _ in todo))
     with tqdm(total=len(todo), unit="score", desc=f"{group.name} ({len(nets)} networks)", dynamic_ncols=True) as bar:

@@ -8,7 +8,8 @@ in the search's own process (a benchmark lookup: Ray's per-trial overhead would 
 Adding one is a class here and an entry in `EVALUATORS`.
 
 - `train`: proxy training of each candidate (`nas.training`).
-- `supernet:DIR`: the candidate's slice of a trained supernet (`nas.supernet.scoring`).
+- `supernet:DIR[@EPOCH]`: the candidate's slice of a trained supernet (`nas.supernet.scoring`),
+  with the weights of its last finished epoch or of EPOCH (one it keeps).
 - `benchmark:NAME[:mean]`: the accuracy a benchmark's authors measured (`nas.benchmarks`), no
   training; by default one of its training seeds drawn per query, reproducibly from the search's
   seed and the trial, as one real training's noise; `:mean` takes the mean over seeds.
@@ -76,13 +77,23 @@ class Train(Evaluator):
 
 class Supernet(Evaluator):
     prefix = "supernet"
-    help = ("supernet:DIR: the candidate's slice of a supernet trained by `nas supernet train`, on its data at its "
-            "resolution")
+    help = ("supernet:DIR[@EPOCH]: the candidate's slice of a supernet trained by `nas supernet train` (its last "
+            "epoch, or EPOCH), on its data at its resolution")
 
-    def directory(self) -> str:
+    def parts(self) -> tuple[str, int | None]:
+        """(the absolute directory, the epoch named after '@' or None for the last finished one)."""
         if not self.argument:
             raise UserError("--evaluator supernet:DIR needs the supernet's directory")
-        return str(Path(self.argument).resolve())
+        directory, at, epoch = self.argument.rpartition("@")
+        if not at or not directory:  # no '@', or a directory whose name starts with one
+            return str(Path(self.argument).resolve()), None
+        if not (epoch.isdigit() and int(epoch) >= 1):
+            raise UserError(f"--evaluator supernet:{self.argument}: the epoch after '@' must be a positive whole "
+                            f"number, got {epoch!r}")
+        return str(Path(directory).resolve()), int(epoch)
+
+    def directory(self) -> str:
+        return self.parts()[0]
 
     def data_and_resolution(self, data: str | None, resolution: int | None) -> tuple[str, int]:
         """The search's data spec and proxy resolution: the supernet's. Its slices' weights and
@@ -104,16 +115,16 @@ class Supernet(Evaluator):
     def check(self, space, num_classes, resolution) -> str:
         from nas.supernet.directory import SupernetDir
 
-        directory = self.directory()
-        _, cfg = SupernetDir(directory).trained()  # one line when it has no finished epoch yet
+        directory, epoch = self.parts()
+        _, cfg = SupernetDir(directory).trained(epoch)  # one line without a finished epoch, or without EPOCH's
         if (cfg.space, cfg.num_classes, cfg.resolution) != (space, num_classes, resolution):
             raise UserError(f"supernet {directory} was trained for space {cfg.space}, {cfg.num_classes} classes at "
                             f"{cfg.resolution}px; this search is {space}, {num_classes} classes at {resolution}px")
-        return f"supernet:{directory}"
+        return f"supernet:{directory}" + (f"@{epoch}" if epoch else "")
 
     def score(self, job, data, arch):
         from nas.supernet.scoring import supernet_accuracy
-        return supernet_accuracy(job, data)
+        return supernet_accuracy(*self.parts(), job, data)
 
     def data_seed(self, job: dict) -> int:
         """The supernet's: its validation images are the ones it held out; a search of another --seed

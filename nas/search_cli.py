@@ -258,11 +258,18 @@ def search(args) -> int:
 
         # the trials' device, here: on a cluster (--address) they ran elsewhere, the final training runs on this machine
         device = resolve_device("auto" if args.address else config.device)
-        results = train_top(run, config.final_top, config.epochs, device=device, progress=not args.quiet)
-        win = results.loc[results["reward"].idxmax()]
-        print(f"the top {len(results)} trained for {config.epochs:g} epoch(s); winner: trial {win['trial']}, "
-              f"validation accuracy {win['val_accuracy']:.3f} ({run / 'final' / 'winner.json'})")
+        print_final(run, train_top(run, config.final_top, config.epochs, device=device, progress=not args.quiet))
     return 0
+
+
+def print_final(run, results) -> None:
+    """The final training's table and its winner, as `nas search --final-top` and `nas train` report them."""
+    print(results[["rank", "trial", "val_accuracy", "test_accuracy", "latency_ms", "reward", "dir"]].to_string(
+        index=False))
+    win = results.loc[results["reward"].idxmax()]
+    print(f"the top {len(results)} trained for {win['epochs']:g} epoch(s); winner: trial {win['trial']}, "
+          f"validation accuracy {win['val_accuracy']:.3f}, test accuracy {win['test_accuracy']:.3f} "
+          f"({run / 'final' / 'winner.json'})")
 
 
 def show(args) -> int:
@@ -298,7 +305,5 @@ def train(args) -> int:
     device = resolve_device(args.device)
     run = RunDir(args.run_dir)
     epochs = args.epochs if args.epochs is not None else 10 * run.config().epochs
-    results = train_top(run, args.top, epochs, device=device, progress=not args.quiet)
-    print(results[["rank", "trial", "test_accuracy", "latency_ms", "reward", "dir"]].to_string(index=False))
-    print(f"winner: {run / 'final' / 'winner.json'}")
+    print_final(run, train_top(run, args.top, epochs, device=device, progress=not args.quiet))
     return 0

@@ -136,8 +136,8 @@ def window_lines(cfg: RunConfig, trials: pd.DataFrame) -> list[str]:
     rejected = int(trials["rejected_before"].fillna(0).sum())
     shares = ", ".join(f"{s:.0%}" for s in in_window_shares(trials)) if len(trials) else "-"
     return [f"- latency window [{lo:g}, {hi:g}] x T = [{low_ms:.2f}, {high_ms:.2f}] ms, holding "
-            f"{cfg.latency_window_share:.1%} of random networks: only candidates inside it are trained",
-            f"- {rejected} proposals rejected outside the window (untrained); share of proposals inside it, "
+            f"{cfg.latency_window_share:.1%} of random networks: only candidates inside it are scored",
+            f"- {rejected} proposals rejected outside the window (unscored); share of proposals inside it, "
             f"by quarter of the trials: {shares}"]
 
 

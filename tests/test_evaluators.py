@@ -123,7 +123,8 @@ def test_a_bad_score_name_is_one_line(tmp_path, capsys):
 def test_a_zero_cost_search_end_to_end(tmp_path):
     out = tmp_path / "run"
     assert main(["search", "--space", "nasbench_macro", "--target", "pixel_cpu", "--controller", "random",
-                 "--evaluator", "zc:naswot", "--trials", "3", "--out", str(out), "--quiet"]) == 0
+                 "--evaluator", "zc:naswot", "--trials", "3", "--final-top", "0", "--out", str(out), "--quiet"]) == 0
+    # --final-top 0: the training after a screen is tests/test_cpu_default.py's
     cfg = RunConfig.from_json((out / "config.json").read_text(), "config.json")
     assert cfg.evaluator == "zc:naswot" and not cfg.train_reference
     trials = pd.read_csv(out / "trials.csv")
@@ -142,8 +143,22 @@ def test_a_zero_cost_search_end_to_end(tmp_path):
 def test_nas_show_ties_no_zero_cost_quantile_to_a_test_split(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["search", "--space", "nasbench_macro", "--target", "pixel_cpu", "--controller", "random",
-                 "--evaluator", "zc:params", "--trials", "2", "--out", str(out), "--quiet"]) == 0
+                 "--evaluator", "zc:params", "--trials", "2", "--final-top", "0", "--out", str(out), "--quiet"]) == 0
     capsys.readouterr()
     assert main(["show", str(out)]) == 0
     shown = capsys.readouterr().out
     assert "2 of 2 trials finished" in shown and "accuracy_vs_best" not in shown
+
+
+def test_a_supernet_epoch_is_named_after_an_at_sign(supernet_dir):
+    # the weights of a kept epoch score the candidate; the spec stored names the epoch
+    spec = f"supernet:{supernet_dir}@1"
+    assert evaluator(spec).check("mnv3_small", 10, 16) == spec
+    row = evaluate_candidate(job_for("mnv3_small", spec, resolution=16, train_subset=48))
+    assert row["status"] == "ok", row["reason"]
+    assert row["accuracy"] == evaluate_candidate(job_for("mnv3_small", f"supernet:{supernet_dir}", resolution=16,
+                                                         train_subset=48))["accuracy"]  # 1 is its last epoch
+    with pytest.raises(UserError, match="keeps no weights of epoch 2 \\(it keeps epochs 1\\)"):
+        evaluator(f"supernet:{supernet_dir}@2").check("mnv3_small", 10, 16)
+    with pytest.raises(UserError, match="the epoch after '@' must be a positive whole number, got 'last'"):
+        evaluator(f"supernet:{supernet_dir}@last").check("mnv3_small", 10, 16)

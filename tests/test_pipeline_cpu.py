@@ -118,3 +118,26 @@ def test_bad_arguments_are_one_line(argv, message, capsys, tmp_path):
     assert pc.main([*argv, "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err and not list(tmp_path.iterdir())
+
+
+def test_a_supernet_epoch_counts_the_training_up_to_it_and_must_be_kept(tmp_path, bench, capsys):
+    latency, T = bench
+    sn = tmp_path / "sn"
+    sn.mkdir()
+    pd.DataFrame({"epoch": [1, 2, 3], "loss": [2.0, 1.5, 1.2], "seconds": [3600.0, 1800.0, 900.0]}).to_csv(
+        sn / "epochs.csv", index=False)
+    (sn / "weights_epoch1.pt").write_bytes(b"")
+    (sn / "weights_epoch2.pt").write_bytes(b"")
+    scored_window(tmp_path / "run", latency, T)
+    at_two = pc.Method("p", "random", f"supernet:{sn}@2", 40, supernet=sn, supernet_epoch=2)
+    assert pc.judged(at_two, tmp_path / "run", 360.0, latency, T, "digits")["hours"] == pytest.approx(0.1 + 1.5)
+    last = pc.Method("p", "random", f"supernet:{sn}", 40, supernet=sn)
+    assert pc.judged(last, tmp_path / "run", 360.0, latency, T, "digits")["hours"] == pytest.approx(0.1 + 1.75)
+    out = tmp_path / "out"
+    assert pc.main(["--methods", "vote", "--supernet", str(sn), "--supernet-epoch", "3", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--supernet-epoch 3:" in err and "keeps the weights of epochs 1, 2" in err
+    names = [m.name for m in pc.methods(pc.argparse.Namespace(
+        supernet=sn, supernet_epoch=2, data="digits", zc="naswot", candidates=3, predictor_candidates=3,
+        train_candidates=1, train_epochs=1, train_subset=10, methods=["vote", "supernet", "zc"]))]
+    assert names == ["vote-epoch2", "supernet-epoch2", "zc"]  # rows of their own beside the last epoch's

@@ -6,7 +6,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from nas.data import load_data
 from search_spaces.references import reference
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,8 +18,8 @@ sys.path.remove(str(ROOT / "experiments"))
 @pytest.fixture
 def setup(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(zcf, "load_data", lambda spec, resolution, train_subset, seed:
-                        load_data("digits", resolution=resolution, train_subset=train_subset, seed=seed))
+    images = zcf.search_images
+    monkeypatch.setattr(zcf, "search_images", lambda spec, resolution: images("digits", resolution))
     gt = tmp_path / "gt.csv"
     names = ["mobilenet_v3_small", "mobilenet_v3_large", "mobilenet_v2"]
     pd.DataFrame({"name": names, "test_acc_18ep": [0.8, 0.88, 0.86],

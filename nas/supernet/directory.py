@@ -56,6 +56,11 @@ class SupernetConfig:
             raise UserError(f"--random-candidates must be a whole number from 0 to 64, got {self.random_candidates!r}")
 
 
+class EpochNotKept(UserError):
+    """The weights of an epoch are not kept: never snapshotted, or the last finished epoch of a
+    training that has moved past it since `saved_epochs()` listed it."""
+
+
 class SupernetDir:
     def __init__(self, path: str | Path):
         self.path = Path(path).resolve()
@@ -94,8 +99,8 @@ class SupernetDir:
             if state is None:
                 raise UserError(f"{self.path} has no finished epoch yet (state.pt is missing)")
             if epoch not in (None, state["epoch"]):
-                raise UserError(f"{self.path} keeps no weights of epoch {epoch} "
-                                f"(it keeps epochs {', '.join(map(str, self.saved_epochs()))})")
+                raise EpochNotKept(f"{self.path} keeps no weights of epoch {epoch} "
+                                   f"(it keeps epochs {', '.join(map(str, self.saved_epochs()))})")
             weights = state["model"]
         model = self.model(config)
         model.load_state_dict(weights)

@@ -20,8 +20,8 @@ from search_spaces.builder import Net
 RECALIBRATE_IMAGES = 512
 
 @lru_cache(maxsize=1)
-def cached_supernet(directory: str) -> tuple[Supernet, SupernetConfig]:
-    return SupernetDir(directory).trained()
+def cached_supernet(directory: str, epoch: int | None = None) -> tuple[Supernet, SupernetConfig]:
+    return SupernetDir(directory).trained(epoch)
 
 
 @torch.no_grad()
@@ -45,7 +45,8 @@ def score(supernet: Supernet, cand: Candidate, data: Data, flip: bool, seed: int
     return net, evaluate(net, data.val)
 
 
-def supernet_accuracy(job: dict, data: Data) -> tuple[Net, float]:
-    """A search job's candidate scored by the supernet of `job["evaluator"]`."""
-    supernet, _ = cached_supernet(job["evaluator"].partition(":")[2])  # checked: an absolute directory
+def supernet_accuracy(directory: str, epoch: int | None, job: dict, data: Data) -> tuple[Net, float]:
+    """A search job's candidate scored by the supernet in `directory` (absolute), with the weights of
+    `epoch` (None: its last finished one)."""
+    supernet, _ = cached_supernet(directory, epoch)
     return score(supernet, supernet.candidate(job["vector"]), data, flips(job["data"]), job["seed"])
