@@ -121,8 +121,10 @@ def compare(table: pd.DataFrame, accuracy: pd.Series, latency: pd.Series) -> tup
 
 
 def plot(summary: pd.DataFrame, path: Path) -> None:
-    labels = [f"{m} ({n})" if n else m for m, n in dict.fromkeys(zip(summary["method"], summary["fitted_on"]))]
-    tau = summary.pivot_table(index=["method", "fitted_on"], columns="set", values="kendall_tau", sort=False)
+    keys = list(dict.fromkeys(zip(summary["method"], summary["fitted_on"])))  # the table's order
+    labels = [f"{m} ({n})" if n else m for m, n in keys]
+    tau = summary.pivot_table(index=["method", "fitted_on"], columns="set", values="kendall_tau").reindex(
+        pd.MultiIndex.from_tuples(keys))
     sets = list(dict.fromkeys(summary["set"]))
     fig, ax = plt.subplots(figsize=(8, 0.35 * len(labels) + 1.5))
     height = 0.8 / len(sets)
