@@ -18,18 +18,24 @@ from search_spaces.errors import UserError
 from search_spaces.ir import Block, Head
 
 FEATURES = ("dense_mmacs", "dw_mmacs", "mem_melems", "hswish_melems", "se_melems", "fc_mweights", "ops")
+#: costs that do not grow with the input size: the millions of conv filter weights, which a runtime
+#: re-packs for its GEMM (or streams from memory) on every call. A model opts in by giving it a
+#: coefficient (`pixel_cpu` does, see `latency_tables.pixel`); the fits of measured tables keep FEATURES.
+STATIC_FEATURES = ("conv_mweights",)
+ALL_FEATURES = FEATURES + STATIC_FEATURES
 
 
 def parts_features(parts, hw: int) -> tuple[dict[str, float], int]:
     """Feature values of parts applied in order at input size hw, counted as one op with its
     own fixed cost; and the output size."""
-    f = dict.fromkeys(FEATURES, 0.0)
+    f = dict.fromkeys(ALL_FEATURES, 0.0)
     se_mmacs = []  # added after the convs: the order the shipped coefficients were computed in
     for p in parts:
         h_out = p.out_hw(hw)
         if p.kind == "conv":
             f["dw_mmacs" if p.groups > 1 else "dense_mmacs"] += p.count(hw)[1] / 1e6
             f["mem_melems"] += (p.cin * hw ** 2 + p.cout * h_out ** 2) / 1e6
+            f["conv_mweights"] += p.cin * p.cout * p.kernel ** 2 / p.groups / 1e6
             if p.act == "hswish":
                 f["hswish_melems"] += p.cout * h_out ** 2 / 1e6
         elif p.kind == "se":  # pool + gate multiply: two passes over the tensor, two tiny FCs
@@ -85,8 +91,8 @@ def head_features(op: Op, part: str) -> dict[str, float]:
     return f if part == "conv" else parts_features(rest, hw)[0]
 
 
-def feature_matrix(ops: list[Op], block: int = 1) -> np.ndarray:
-    return np.array([[op_features(op, block)[k] for k in FEATURES] for op in ops])
+def feature_matrix(ops: list[Op], block: int = 1, features: tuple[str, ...] = FEATURES) -> np.ndarray:
+    return np.array([[op_features(op, block)[k] for k in features] for op in ops])
 
 
 def fit_coefficients(X: np.ndarray, y: np.ndarray, columns: list[int]) -> np.ndarray:
@@ -121,11 +127,11 @@ class OpModel:
 
     def predict(self, ops: list[Op], block: int = 1) -> np.ndarray:
         """Predicted ms of each op; `block`: channel counts rounded up to it (see `aligned`)."""
-        X = feature_matrix(ops, block)
-        y = X @ np.array([self.coef.get(k, 0.0) for k in FEATURES])
+        X = feature_matrix(ops, block, ALL_FEATURES)
+        y = X @ np.array([self.coef.get(k, 0.0) for k in ALL_FEATURES])
         if self.relative:
-            r = np.array([self.relative.get(k, 0.0) for k in FEATURES])
-            base = r * np.array([k not in RELATIVE for k in FEATURES])
+            r = np.array([self.relative.get(k, 0.0) for k in ALL_FEATURES])
+            base = r * np.array([k not in RELATIVE for k in ALL_FEATURES])
             y = y * (X @ r) / (X @ base)
         return y
 
@@ -133,14 +139,15 @@ class OpModel:
         return modelled_stats(float(self.predict([op])[0]))
 
     def to_dict(self) -> dict:
-        return {"features": list(FEATURES), "coef": self.coef, "relative": self.relative,
+        used = list(FEATURES) + [k for k in STATIC_FEATURES if k in self.coef]
+        return {"features": used, "coef": self.coef, "relative": self.relative,
                 "provenance": self.provenance}
 
     @classmethod
     def from_dict(cls, d: dict) -> "OpModel":
         unknown = set(d.get("coef", {})) | set(d.get("relative") or {})
-        if not isinstance(d.get("coef"), dict) or unknown - set(FEATURES):
-            raise UserError(f"op model: coefficients must be a mapping over {FEATURES}")
+        if not isinstance(d.get("coef"), dict) or unknown - set(ALL_FEATURES):
+            raise UserError(f"op model: coefficients must be a mapping over {ALL_FEATURES}")
         return cls(dict(d["coef"]), dict(d.get("provenance", {})), d.get("relative"))
 
 

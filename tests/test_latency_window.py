@@ -54,12 +54,14 @@ def test_every_trained_candidate_lies_in_the_window(name):
 
 def test_rl_learns_to_stay_in_budget():
     """The share of in-window proposals rises from the first to the last part of the run (about
-    2x over 64 candidates at the default learning rate, which is kept low so that the policy does
-    not collapse onto a few networks: see nas/controllers/rl.py)."""
+    2x over 96 candidates at the default learning rate, which is kept low so that the policy does
+    not collapse onto a few networks: see nas/controllers/rl.py; with the pixel_cpu model of
+    latency_tables/pixel.py the window holds about 1 in 13 random networks, and 64 candidates gave
+    1.4x)."""
     window = LatencyWindow(0.85, 1.0, T)
     first, last = [], []
     for seed in range(3):
-        _, rejected = screened_search("rl", window, trials=64, seed=seed)
+        _, rejected = screened_search("rl", window, trials=96, seed=seed)
         shares = in_window_shares(pd.DataFrame({"rejected_before": rejected}))
         first.append(shares[0])
         last.append(shares[-1])
