@@ -1,4 +1,4 @@
-"""`nas latency build|validate|predict|import`: latency tables from the command line."""
+"""`nas latency build|validate|predict|import|show|plan|time|fit`: latency tables from the command line."""
 from __future__ import annotations
 
 import json
@@ -55,6 +55,36 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, metavar="TABLE")
     p.add_argument("--device", default=None, help="device name stored in the table")
     p.set_defaults(func=import_)
+
+    p = lat.add_parser("show", help="a table's metadata: machine, runtime, threads, precision, terms, fit")
+    p.add_argument("table", help="pixel_cpu, local_cpu, local_cpu_int8 or a table file")
+    p.set_defaults(func=show)
+
+    p = lat.add_parser("plan", help="choose networks to time whole for `nas latency fit` (greedy D-optimal)")
+    p.add_argument("--space", default="mnv3")
+    p.add_argument("--n", type=int, required=True, metavar="N", help="networks to time")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", metavar="FILE", help="write the IR strings here, one a line (default: print them)")
+    p.set_defaults(func=plan)
+
+    p = lat.add_parser("time", help="time networks whole on a device, writing the CSV `nas latency fit` reads")
+    p.add_argument("archs", nargs="+", metavar="ARCHS",
+                   help="a file of IR strings (one a line, as `plan` writes), a reference name or an IR string")
+    p.add_argument("--out", required=True, metavar="CSV", help="timings file (columns arch, measured_ms)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    runner_args(p)
+    p.set_defaults(func=time_)
+
+    p = lat.add_parser("fit", help="a latency table fitted from whole-network timings")
+    p.add_argument("--space", required=True)
+    p.add_argument("--timings", required=True, metavar="CSV", help="columns arch (IR string) and measured_ms")
+    p.add_argument("--prior", default="features", metavar="TABLE",
+                   help="another device's table (target name or file, rescaled per op kind), features "
+                        "(MACs and memory traffic, the default) or none")
+    p.add_argument("--device", default=None, help="device name stored in the table (default: the timings file's name)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="what the networks were timed in")
+    p.add_argument("--out", required=True, metavar="TABLE", help="table file (use it as --target TABLE.csv)")
+    p.set_defaults(func=fit)
 
 
 def _runner(args, precision: str):
@@ -143,4 +173,67 @@ def import_(args) -> int:
     table = import_tables(args.files, args.format, args.device)
     table.save(args.out)
     print(f"wrote {args.out}: {len(table)} ops from {len(args.files)} file(s)")
+    return 0
+
+
+def show(args) -> int:
+    from latency_tables.pixel import TABLE_FILE
+    from latency_tables.provenance import describe
+    from latency_tables.table import LatencyTable
+    from latency_tables.targets import LOCAL_CPU, local_cpu_path
+
+    path = TABLE_FILE if args.table == "pixel_cpu" else (
+        local_cpu_path(precision=LOCAL_CPU[args.table]) if args.table in LOCAL_CPU else Path(args.table))
+    if args.table in LOCAL_CPU and not Path(path).exists():
+        raise UserError(f"no {args.table} table on this machine yet ({path}): `nas latency build --device local_cpu` "
+                        f"makes one")
+    print(f"table: {path}")
+    print("\n".join(describe(LatencyTable.load(path))))
+    return 0
+
+
+def plan(args) -> int:
+    from latency_tables.plan import plan_networks
+    from search_spaces.space import get_space
+
+    space = get_space(args.space)
+    lines = [space.decode(v).to_string() for v in plan_networks(space, args.n, args.seed)]
+    if args.out:
+        from search_spaces.atomic import atomic_write
+
+        atomic_write(args.out, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
+        print(f"wrote {args.out}: {len(lines)} {space.name} networks to time (`nas latency time {args.out} ...`)")
+    else:
+        print("\n".join(lines))
+    return 0
+
+
+def time_(args) -> int:
+    from latency_tables.timings import read_archs, time_networks, write_timings
+
+    archs = read_archs(args.archs)
+    timings = time_networks(archs, _runner(args, args.precision))
+    write_timings(args.out, timings)
+    print(f"wrote {args.out}: {len(timings)} networks timed whole, median {timings['measured_ms'].median():.3f} ms")
+    return 0
+
+
+def fit(args) -> int:
+    from latency_tables.fit import PRIORS, fit_table
+    from latency_tables.targets import load_target
+    from latency_tables.timings import read_timings
+    from search_spaces.space import get_space
+
+    space = get_space(args.space)
+    archs, ms = read_timings(args.timings)
+    prior = args.prior if args.prior in PRIORS else load_target(args.prior)
+    table = fit_table(space, archs, ms, prior=prior, device=args.device or Path(args.timings).stem,
+                      precision=args.precision)
+    table.save(args.out)
+    info, cv = table.metadata["fit"], table.metadata["fit"]["cv"]
+    print(f"wrote {args.out}: {len(table)} ops of {space.name} fitted on {info['timings']} networks "
+          f"({info['unknowns']} unknowns, prior {info['prior']}, decided by the {info['determined_by']})")
+    print("cross-validated: " + (f"{cv['within_10pct']:.0%} within 10%, RMSPE {cv['rmspe_pct']:.1f}%, Kendall tau "
+                                 f"{cv['kendall_tau']:.3f}, Spearman {cv['spearman_rho']:.3f} ({cv['folds']} folds)"
+                                 if cv else "too few networks"))
     return 0
