@@ -12,7 +12,8 @@ Adding one is a class here and an entry in `EVALUATORS`.
   with the weights of its last finished epoch or of EPOCH (one it keeps).
 - `benchmark:NAME[:mean]`: the accuracy a benchmark's authors measured (`nas.benchmarks`), no
   training; by default one of its training seeds drawn per query, reproducibly from the search's
-  seed and the trial, as one real training's noise; `:mean` takes the mean over seeds.
+  seed and the trial, as one real training's noise; `:mean` takes the mean over seeds. A network
+  the benchmark has no record of is answered by its surrogate (a model), and trials.csv says which.
 - `zc:NAME`: a zero-cost score (`nas.zero_cost`) of the untrained proxy network on a batch of
   the search's training data, as its quantile among random networks of the space (`Calibration`):
   the reward needs a fraction, and a raw score is on no fixed scale and may be negative.
@@ -28,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nas.benchmarks.benchmark import BENCHMARKS, get_benchmark
 from search_spaces.errors import UserError
 from search_spaces.ir import Arch
 
@@ -58,6 +60,11 @@ class Evaluator(ABC):
     def data_seed(self, job: dict) -> int:
         """The seed of the training/validation split a candidate is scored on: the search's."""
         return job["seed"]
+
+    def accuracy_source(self, vector) -> str:
+        """Where the accuracy of a candidate's `vector` comes from, when the evaluator can tell
+        (a benchmark: its record or its surrogate); "" otherwise. trials.csv's accuracy_source."""
+        return ""
 
 
 class Train(Evaluator):
@@ -139,57 +146,48 @@ class Supernet(Evaluator):
                 f"data {cfg.data} taken from the supernet)")
 
 
-@dataclass(frozen=True)
-class BenchmarkSource:
-    space: str
-    test_images: int
-    about: str
-
-
-#: benchmarks by name: the space their networks form and how they were trained and tested
-BENCHMARKS = {"nasbench_macro": BenchmarkSource(
-    "nasbench_macro", 10_000, "NAS-Bench-Macro (CIFAR-10, 50 epochs, 3 seeds, by the benchmark's authors)")}
-
-
 class Benchmark(Evaluator):
     prefix = "benchmark"
     help = ("benchmark:NAME[:mean]: the accuracy a benchmark's authors measured, no training "
-            f"({', '.join(BENCHMARKS)}; one seed drawn per query, :mean for the mean)")
+            f"({', '.join(BENCHMARKS)}; one seed drawn per query, :mean for the mean; a network the benchmark "
+            "did not train: its surrogate's prediction)")
     needs_workers = False
 
     def __init__(self, argument: str):
         super().__init__(argument)
         self.name, _, self.mode = argument.partition(":")
-        self.test_images = BENCHMARKS[self.name].test_images if self.name in BENCHMARKS else None
+        self.test_images = get_benchmark(self.name).test_images if self.name in BENCHMARKS else None
 
     def check(self, space, num_classes, resolution) -> str:
-        if self.name not in BENCHMARKS:
-            raise UserError(f"unknown benchmark {self.name!r} (known: {', '.join(BENCHMARKS)})")
+        source = get_benchmark(self.name)
         if self.mode not in ("", "mean"):
             raise UserError(f"--evaluator benchmark:{self.name}:{self.mode}: the only option is ':mean'")
-        source = BENCHMARKS[self.name]
         if space != source.space:
             raise UserError(f"benchmark {self.name} holds networks of space {source.space}; this search is "
                             f"--space {space}")
         return f"benchmark:{self.argument}"
 
     def score(self, job, data, arch):
-        from nas.benchmarks import nasbench_macro
         from search_spaces.builder import build_model
 
-        code = "".join(map(str, job["vector"]))
-        if self.mode == "mean":
-            accuracy = nasbench_macro.accuracy(code)
-        else:  # the same search seed and trial draw the same training seed
+        bench = get_benchmark(self.name)
+        rng = None  # the mean; else the same search seed and trial draw the same training seed
+        if self.mode != "mean":
             rng = np.random.default_rng([job["seed"], zlib.crc32(str(job["key"]).encode())])
-            accuracy = nasbench_macro.draw(code, rng)
+        accuracy = bench.answer(bench.code(job["vector"]), rng)
         torch.manual_seed(job["seed"])
         return build_model(arch), accuracy / 100
 
+    def accuracy_source(self, vector) -> str:
+        bench = get_benchmark(self.name)
+        return bench.accuracy_source(bench.code(vector))
+
     def describe(self, cfg) -> str:
-        how = "the mean over its 3 training seeds" if self.mode == "mean" else "one of its 3 training seeds, drawn"
-        return (f"no training: accuracy looked up in {BENCHMARKS[self.name].about}, {how}; "
-                f"best/ holds initialized weights")
+        bench = get_benchmark(self.name)
+        how = f"the mean over {bench.trainings}" if self.mode == "mean" else f"one of {bench.trainings}, drawn"
+        rest = f"; a network it did not train: {bench.surrogate} (trials.csv's accuracy_source says which)" \
+            if bench.surrogate else ""
+        return f"no training: accuracy looked up in {bench.about}, {how}{rest}; best/ holds initialized weights"
 
 
 #: random networks of the space whose scores calibrate `zc:NAME` (a candidate's quantile among them)

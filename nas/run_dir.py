@@ -36,9 +36,13 @@ from search_spaces.atomic import atomic_write
 from search_spaces.errors import UserError
 from search_spaces.ir import Arch
 
-TRIAL_COLUMNS = ["trial", "key", "arch", "vector", "accuracy", "latency_ms", "macs", "params", "reward",
-                 "status", "reason", "seconds", "images_per_s", "train_loss", "node", "rejected_before",
-                 "device"]  # the device the trial trained on (cpu, cuda:N); older runs lack it
+TRIAL_COLUMNS = ["trial", "key", "arch", "vector", "accuracy",
+                 "accuracy_source",  # a benchmark's record or its surrogate (`Evaluator.accuracy_source`)
+                 "latency_ms", "macs", "params", "reward", "status", "reason", "seconds", "images_per_s",
+                 "train_loss", "node", "rejected_before",
+                 "device"]  # the device the trial trained on (cpu, cuda:N)
+#: columns later versions added: a trials.csv of an older run lacks some of them
+LATER_COLUMNS = {"accuracy_source", "rejected_before", "device"}
 
 
 STATUSES = ("ok", "failed")
@@ -69,13 +73,13 @@ def _parse_trials(f: Path, text: str) -> pd.DataFrame:
     """trials.csv's rows from `text`, or a UserError naming the first damaged line. to_csv ends
     every row with a newline and writes every field, so a row without either is damaged."""
     # keys and node ids are hex: "1234e567" must not come back as a float
-    as_text = {c: str for c in ("key", "arch", "vector", "status", "reason", "node", "device")}
+    as_text = {c: str for c in ("key", "arch", "vector", "status", "reason", "node", "device", "accuracy_source")}
     try:
         trials = pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""], dtype=as_text)
     except (pd.errors.ParserError, ValueError) as e:
         raise UserError(f"{f} is damaged ({' '.join(str(e).split())}); repair or delete it") from None
-    # older runs lack device, and older ones rejected_before too: both are appended columns
-    if list(trials.columns) not in (TRIAL_COLUMNS, TRIAL_COLUMNS[:-1], TRIAL_COLUMNS[:-2]):
+    columns = list(trials.columns)
+    if columns != [c for c in TRIAL_COLUMNS if c in columns] or not set(TRIAL_COLUMNS) - set(columns) <= LATER_COLUMNS:
         raise UserError(f"{f} is damaged: its header is not {','.join(TRIAL_COLUMNS)}")
     fields = [len(row) for row in csv.reader(io.StringIO(text)) if row][1:]  # pandas skips blank lines too
     if len(fields) != len(trials):

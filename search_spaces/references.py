@@ -27,6 +27,16 @@ def mnv3_se(mid: int) -> SE:
     return SE(make_divisible(mid // 4), "hsigmoid")
 
 
+def efficientnet_se(cin: int) -> SE:
+    """EfficientNet's SE as Accel-NASBench builds it: squeeze to a quarter of the block's *input*
+    channels (not of the expanded ones), hard-sigmoid gate."""
+    return SE(max(1, cin // 4), "hsigmoid")
+
+
+#: how a space's SE blocks follow from a block's (input, expanded) channels, by name
+SE_RULES = {"mnv3": lambda cin, mid: mnv3_se(mid), "efficientnet": lambda cin, mid: efficientnet_se(cin)}
+
+
 def _mnv3(stem: int, rows, head_conv: int, hidden: int, name: str) -> Arch:
     blocks, cin = [], stem
     for k, mid, out, se, act, stride in rows:
@@ -82,6 +92,15 @@ def mnasnet_a1() -> Arch:
     return Arch(Stem(32, 3, 2, "relu"), tuple(blocks), Head("mnv2", 1280, "relu"), name="mnasnet_a1")
 
 
+def efficientnet_b0_relu() -> Arch:
+    """EfficientNet-B0's configuration (Tan & Le 2019) as Accel-NASBench builds its networks: ReLU, not
+    swish; SE in every block with the hard-sigmoid gate (`efficientnet_se`); the MobileNetV2 head."""
+    stages = [(1, 3, 16, 1, 1, True), (6, 3, 24, 2, 2, True), (6, 5, 40, 2, 2, True), (6, 3, 80, 3, 2, True),
+              (6, 5, 112, 3, 1, True), (6, 5, 192, 4, 2, True), (6, 3, 320, 1, 1, True)]
+    blocks = _stages(32, stages, "relu", se_rule=efficientnet_se)
+    return Arch(Stem(32, 3, 2, "relu"), tuple(blocks), Head("mnv2", 1280, "relu"), name="efficientnet_b0_relu")
+
+
 def proxylessnas_mobile() -> Arch:
     """ProxylessNAS-Mobile (Cai et al. 2019): the searched cells of the released model."""
     stages = [  # (out, kernel, expansion, stride, identity shortcut) per layer
@@ -101,7 +120,7 @@ def proxylessnas_mobile() -> Arch:
 
 
 REFERENCES = {f.__name__: f for f in (mobilenet_v3_large, mobilenet_v3_small, mobilenet_v2, mnasnet_a1,
-                                       proxylessnas_mobile)}
+                                       proxylessnas_mobile, efficientnet_b0_relu)}
 
 
 def reference(name: str, width: float = 1.0) -> Arch:

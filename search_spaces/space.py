@@ -6,8 +6,10 @@ each kind must provide: `decode`/`encode` between vectors and the IR, the layer 
 vectorized latency predictor tabulates, and the supernet slots that hold each block's weights.
 Two kinds exist:
 
-- `FactorizedSpace`: MnasNet's factorized hierarchical space over a MobileNetV3 skeleton; all
-  layers of a stage share the stage's decisions (op, kernel, SE, activation, skip, width, depth).
+- `FactorizedSpace`: MnasNet's factorized hierarchical space over a MobileNetV3 skeleton (or
+  EfficientNet-B0's, `accel_nasbench`); all layers of a stage share the stage's decisions (op,
+  kernel, SE, activation, skip, width, depth). A decision with one choice stays in the vector
+  (it reads the same in every space), and no controller can change it.
   Code reads a stage's decisions by name (`StageChoice`, `position`), never by index arithmetic.
 - `LayerwiseSpace`: one decision per layer among a list of layer ops (ProxylessNAS,
   Once-for-All, NAS-Bench-Macro), stage widths fixed; an identity layer is skipped (after the
@@ -24,10 +26,12 @@ import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 
+import numpy as np
+
 from search_spaces.anatomy import block_kind, conv_out
 from search_spaces.errors import UserError
 from search_spaces.ir import Arch, Block, Head, Stem
-from search_spaces.references import make_divisible, mnv3_se
+from search_spaces.references import SE_RULES, make_divisible, mnv3_se
 
 # conv ops: (name, expansion); expansion None = depthwise-separable, 0 = plain kxk conv
 CONV_OPS = {"mbconv3": 3, "mbconv4": 4, "mbconv6": 6, "dwsep": None, "conv": 0}
@@ -121,6 +125,17 @@ class Space(ABC):
                 raise UserError(f"space {self.name}: decision {d.name} = {v!r} is not an index below {len(d.choices)}")
         return vector
 
+    def check_many(self, vectors) -> np.ndarray:
+        """`vectors` as an (N, decisions) integer array, checked at once (`check` one by one is slow)."""
+        sizes = np.array([len(d.choices) for d in self.decisions()])
+        v = np.asarray(vectors)
+        if v.size == 0:
+            v = v.reshape(0, len(sizes)).astype(np.int64)
+        if v.ndim != 2 or v.shape[1] != len(sizes) or v.dtype.kind not in "iu" or ((v < 0) | (v >= sizes)).any():
+            raise UserError(f"space {self.name}: expected an (N, {len(sizes)}) array of decision indices, each below "
+                            f"its decision's number of choices")
+        return v
+
     def sample(self, rng: random.Random) -> list[int]:
         return [rng.randrange(len(d.choices)) for d in self.decisions()]
 
@@ -151,6 +166,8 @@ class StageSkeleton:
     base_width: int
     base_depth: int
     stride: int
+    #: absolute depth choices (Accel-NASBench's 1-3 layers); None: the space's `depth_deltas` around `base_depth`
+    depths: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -169,6 +186,7 @@ class FactorizedSpace(Space):
     skips: tuple[str, ...] = ("identity", "none")
     width_mults: tuple[float, ...] = (0.75, 1.0, 1.25)
     depth_deltas: tuple[int, ...] = (-1, 0, 1)
+    se_rule: str = "mnv3"                # how an SE block's squeeze width and gate follow (`SE_RULES`)
 
     # ---- the decisions ------------------------------------------------------
     def stage_options(self, s: int) -> dict[str, tuple]:
@@ -178,7 +196,7 @@ class FactorizedSpace(Space):
                 "skip": self.skips,
                 # rounding can merge multipliers (0.75 x 16 -> 16): keep each width once
                 "width": tuple(dict.fromkeys(make_divisible(st.base_width * m) for m in self.width_mults)),
-                "depth": tuple(sorted({max(1, st.base_depth + d) for d in self.depth_deltas}))}
+                "depth": st.depths or tuple(sorted({max(1, st.base_depth + d) for d in self.depth_deltas}))}
 
     def stage_choice(self, s: int, indices) -> StageChoice:
         """The values of stage `s` for one choice index per decision (`STAGE_DECISIONS` order)."""
@@ -198,7 +216,7 @@ class FactorizedSpace(Space):
         for i in range(choice.depth):
             stride = self.stages[s].stride if i == 0 else 1
             mid = choice.width if expansion == 0 else cin * (expansion or 1)  # dwsep: mid = in
-            se = mnv3_se(mid) if choice.se else None
+            se = SE_RULES[self.se_rule](cin, mid) if choice.se else None
             residual = choice.skip == "identity" and stride == 1 and cin == choice.width
             blocks.append(Block("conv" if expansion == 0 else "ir", cin, choice.width, mid, choice.kernel, stride,
                                 choice.act, se, residual))
@@ -443,7 +461,26 @@ NASBENCH_MACRO = LayerwiseSpace(
     resolution=32, num_classes=10,
 )
 
-SPACES = {s.name: s for s in (MNV3, MNV3_SMALL, NASBENCH_MACRO)}
+#: Accel-NASBench (Ahmad et al. 2024): MnasNet's factorized space over EfficientNet-B0's skeleton with
+#: fixed widths and ReLU; per stage expansion 1 (no expansion conv), 4 or 6, kernel 3 or 5, SE on/off
+#: (EfficientNet's squeeze from the block input, hard-sigmoid gate) and 1-3 layers (1-4 in stage 5);
+#: ImageNet at 224 px. `nas.benchmarks.accel_nasbench` holds its trained accuracies and device timings
+ACCEL_NASBENCH = FactorizedSpace(
+    name="accel_nasbench",
+    stem=Stem(32, 3, 2, "relu"),
+    stages=tuple(StageSkeleton(width, 1, stride, depths=tuple(range(1, most + 1))) for width, stride, most in
+                 ((16, 1, 3), (24, 2, 3), (40, 2, 3), (80, 2, 3), (112, 1, 3), (192, 2, 4), (320, 1, 3))),
+    head=Head("mnv2", 1280, "relu"),
+    reference="efficientnet_b0_relu",
+    conv_ops=("dwsep", "mbconv4", "mbconv6"),  # expansion 1, 4, 6: the benchmark's e
+    kernels=(3, 5),
+    acts=("relu",),
+    skips=("identity",),
+    width_mults=(1.0,),
+    se_rule="efficientnet",
+)
+
+SPACES = {s.name: s for s in (MNV3, MNV3_SMALL, NASBENCH_MACRO, ACCEL_NASBENCH)}
 
 
 def get_space(name: str) -> Space:

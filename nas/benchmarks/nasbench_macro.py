@@ -19,6 +19,7 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
+from nas.benchmarks.benchmark import Benchmark
 from search_spaces.errors import UserError
 
 CODE_LENGTH = 8
@@ -75,3 +76,26 @@ def distinct() -> pd.DataFrame:
     """The records of the 3,969 distinct networks (canonical codes only)."""
     table = records()
     return table[[canonical(c) == c for c in table.index]]
+
+
+def answer(code: str, rng: np.random.Generator | None) -> float:
+    """`Benchmark.answer`: the mean over the three trainings, or one drawn by `rng`."""
+    return accuracy(code) if rng is None else draw(code, rng)
+
+
+BENCHMARK = Benchmark(
+    name="nasbench_macro",
+    title="NAS-Bench-Macro (Su et al., CVPR 2021)",
+    space="nasbench_macro",
+    about="NAS-Bench-Macro (CIFAR-10, 50 epochs, 3 seeds, by the benchmark's authors)",
+    accuracy="mean_acc",
+    accuracy_means="CIFAR-10 test accuracy (%), the mean over 3 trainings from scratch",
+    trainings="its 3 training seeds",
+    test_images=10_000,
+    source="xiusu/NAS-Bench-Macro at 61a2bfc2ca0dce04d0997e6cf498047c27d6acf2, data/nas-bench-macro_cifar10.json",
+    license="Apache-2.0 (nas/benchmarks/data/LICENSE-nasbench_macro.txt)",
+    records=records,
+    distinct=distinct,
+    code=lambda vector: "".join(map(str, vector)),
+    answer=answer,
+)
