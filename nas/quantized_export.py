@@ -100,27 +100,35 @@ def proxy_network(trained: Trained, data: Data) -> torch.nn.Module:
     return net
 
 
-def export_int8(trained: Trained, data_spec: str, out: str | Path, resolution: int | None,
-                calibration_images: int) -> dict:
-    """Quantize the trained model on training images of `data_spec`, write it to `out`, and return
-    the float and int8 top-1 on the validation split and the quantized graph's node counts.
+def trained_data(trained: Trained, data_spec: str, resolution: int | None) -> Data:
+    """The data a trained model is calibrated and scored on, split as it was trained.
 
     A run directory's settings pick the split (seed, training subset) and resolution, so the
     normalization is the one the model was trained with and no training image is validated on."""
-    import onnx
-
     from nas.search_cli import PROXY_DEFAULTS
-    from search_spaces.onnx_export import export_onnx
 
     cfg = trained.config
     if cfg and cfg.data != data_spec:  # another data set's top-1 would say nothing about this model
         raise UserError(f"the model was trained on {cfg.data}; use --calibration-data {cfg.data}")
     if resolution is None:  # no run directory: the resolution a search on this data trains at
         resolution = cfg.resolution if cfg else PROXY_DEFAULTS["digits" if data_spec == "digits" else "other"]["resolution"]
+    return load_data(data_spec, resolution=resolution, train_subset=cfg and cfg.train_subset,
+                     seed=cfg.seed if cfg else 0)
+
+
+def export_int8(trained: Trained, data_spec: str, out: str | Path, resolution: int | None,
+                calibration_images: int) -> dict:
+    """Quantize the trained model on training images of `data_spec`, write it to `out`, and return
+    the float and int8 top-1 on the validation split (see `trained_data`) and the quantized
+    graph's node counts."""
+    import onnx
+
+    from search_spaces.onnx_export import export_onnx
+
     if calibration_images < 1:
         raise UserError(f"--calibration-images must be at least 1, got {calibration_images}")
-    data = load_data(data_spec, resolution=resolution, train_subset=cfg and cfg.train_subset,
-                     seed=cfg.seed if cfg else 0)
+    data = trained_data(trained, data_spec, resolution)
+    resolution = data.resolution
     float_model = export_onnx(proxy_network(trained, data))
     int8_model = quantize(float_model, list(model_inputs(data.train, calibration_images)[:, None]))
     try:
