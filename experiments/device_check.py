@@ -916,11 +916,11 @@ def _plain_candidate(job: dict, queue) -> None:
 def proxy_defaults() -> dict:
     """`nas search`'s proxy settings per data set; read from its source where it cannot import (no Optuna)."""
     try:
-        from nas.search_cli import PROXY_DEFAULTS
+        from nas.search_setup import PROXY_DEFAULTS
     except ImportError:
         import ast
 
-        tree = ast.parse((ROOT / "nas" / "search_cli.py").read_text())
+        tree = ast.parse((ROOT / "nas" / "search_setup.py").read_text())
         node = next(n for n in tree.body if isinstance(n, ast.Assign) and any(
             getattr(t, "id", None) == "PROXY_DEFAULTS" for t in n.targets))
         return ast.literal_eval(node.value)

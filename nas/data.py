@@ -2,7 +2,9 @@
 
 Specs: `digits` (scikit-learn's bundled 8x8 digits, upsampled; needs no download),
 `cifar10:DIR` (DIR holds cifar10_train.npz / cifar10_test.npz as numpy arrays),
-`imagefolder:DIR` (DIR/<class>/*.png|jpg, or DIR/train/<class>/... and DIR/test/<class>/...).
+`imagefolder:DIR` (DIR/<class>/*.png|jpg, or DIR/train/<class>/... and DIR/test/<class>/...),
+`npz:FILE` (one .npz holding x_train, y_train, x_test, y_test: NHWC uint8 images and integer labels;
+what `nas.user_data` writes for a user's own torch Dataset).
 The validation split is carved from training data; the test split is kept for final reports.
 """
 from __future__ import annotations
@@ -67,7 +69,7 @@ class Data:
 def _resize(x: np.ndarray, resolution: int) -> torch.Tensor:
     """NHWC uint8 -> NCHW uint8 at resolution x resolution (bilinear)."""
     t = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2)
-    if t.shape[-1] == resolution and t.shape[-2] == resolution:
+    if (t.shape[-1] == resolution and t.shape[-2] == resolution) or not len(t):
         return t.contiguous()
     out = [F.interpolate(t[i:i + 2048].float(), size=(resolution, resolution), mode="bilinear",
                          align_corners=False, antialias=True).round().clamp(0, 255).to(torch.uint8)
@@ -85,6 +87,30 @@ def _digits():
     n_test = len(x) // 5
     test, train = order[:n_test], order[n_test:]
     return x[train], d.target[train], x[test], d.target[test]
+
+
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def _npz(path: str) -> dict[str, np.ndarray]:
+    """The arrays of an `npz:FILE` data set, in `NPZ_KEYS` order; a missing file or key, or images that
+    are not N x H x W x 3 uint8, is the user's error."""
+    f = Path(path)
+    if not f.is_file():
+        raise UserError(f"npz data not found: {f}")
+    try:
+        with np.load(f, allow_pickle=False) as doc:
+            arrays = {k: doc[k] for k in NPZ_KEYS if k in doc.files}
+    except (OSError, ValueError) as e:  # not a zip of arrays, or arrays of Python objects
+        raise UserError(f"cannot read npz data {f}: {e}") from None
+    missing = [k for k in NPZ_KEYS if k not in arrays]
+    if missing:
+        raise UserError(f"{f} lacks {', '.join(missing)} (an npz data set holds {', '.join(NPZ_KEYS)})")
+    for k in ("x_train", "x_test"):
+        x = arrays[k]
+        if not (x.dtype == np.uint8 and x.ndim == 4 and x.shape[-1] == 3):
+            raise UserError(f"{f}: {k} must be N x H x W x 3 uint8 images, not {x.dtype} of shape {x.shape}")
+    return arrays
 
 
 def _cifar10_files(directory: str) -> list[Path]:
@@ -146,8 +172,8 @@ def _read_images(files: list[tuple[Path, int]], resolution: int):
 def parse_spec(spec: str) -> tuple[str, str]:
     """(kind, directory) of a data spec; an unknown spec is the user's error."""
     kind, _, arg = spec.partition(":")
-    if not ((kind == "digits" and not arg) or (kind in ("cifar10", "imagefolder") and arg)):
-        raise UserError(f"unknown data {spec!r}: use digits, cifar10:DIR or imagefolder:DIR")
+    if not ((kind == "digits" and not arg) or (kind in ("cifar10", "imagefolder", "npz") and arg)):
+        raise UserError(f"unknown data {spec!r}: use digits, cifar10:DIR, imagefolder:DIR or npz:FILE")
     return kind, arg
 
 
@@ -163,17 +189,18 @@ def absolute_spec(spec: str) -> str:
     return f"{kind}:{os.path.abspath(arg)}" if arg else spec
 
 
-def split_indices(n: int, train_subset: int | None, seed: int):
-    """Training and validation indices into the `n` training images."""
+def split_indices(n: int, train_subset: int | None, seed: int, val_fraction: float = VAL_FRACTION):
+    """Training and validation indices into the `n` training images (`val_fraction` 0: no
+    validation split, every image trains, as a fixed recipe that reports on the test split does)."""
     if train_subset is not None and train_subset < 2:
         raise UserError(f"--train-subset must be at least 2, got {train_subset}")
     order = np.random.default_rng(seed).permutation(n)
-    n_val = max(1, int(round(len(order) * VAL_FRACTION)))
+    n_val = max(1, int(round(len(order) * val_fraction))) if val_fraction > 0 else 0
     val_idx, train_idx = order[:n_val], order[n_val:]
     if train_subset is not None:
         train_idx = train_idx[:train_subset]
         # a quick run's validation set shrinks too, but not below 256 images (accuracy noise)
-        val_idx = val_idx[:max(256, int(round(train_subset * VAL_FRACTION / (1 - VAL_FRACTION))))]
+        val_idx = val_idx[:max(256, int(round(train_subset * val_fraction / (1 - val_fraction))))]
     return train_idx, val_idx
 
 
@@ -193,6 +220,8 @@ def data_sizes(spec: str = "digits", train_subset: int | None = None, seed: int 
     elif kind == "cifar10":
         train, test = _cifar10_files(arg)
         y_tr, y_te = np.load(train)["y_train"], np.load(test)["y_test"]
+    elif kind == "npz":  # the images are read too: checked before a run directory is made
+        _, y_tr, _, y_te = _npz(arg).values()
     else:
         train, test = _imagefolder_files(arg)
         for f, _ in train + test:
@@ -207,18 +236,22 @@ def _num_classes(y_tr, y_te) -> int:
     return int(max(y_tr.max(), y_te.max())) + 1
 
 
-def load_data(spec: str = "digits", resolution: int = 32, train_subset: int | None = None, seed: int = 0) -> Data:
-    """Load a data set by spec; the validation split is drawn from training data with `seed`."""
+def load_data(spec: str = "digits", resolution: int = 32, train_subset: int | None = None, seed: int = 0,
+              val_fraction: float = VAL_FRACTION) -> Data:
+    """Load a data set by spec; the validation split (`val_fraction` of the training images, 0 for
+    none) is drawn from training data with `seed`."""
     kind, arg = parse_spec(spec)
     if kind == "digits":
         x_tr, y_tr, x_te, y_te = _digits()
     elif kind == "cifar10":
         tr, te = (np.load(f) for f in _cifar10_files(arg))
         x_tr, y_tr, x_te, y_te = tr["x_train"], tr["y_train"], te["x_test"], te["y_test"]
+    elif kind == "npz":
+        x_tr, y_tr, x_te, y_te = _npz(arg).values()
     else:
         train, test = _imagefolder_files(arg)
         x_tr, y_tr, x_te, y_te = (*_read_images(train, resolution), *_read_images(test, resolution))
-    train_idx, val_idx = split_indices(len(x_tr), train_subset, seed)
+    train_idx, val_idx = split_indices(len(x_tr), train_subset, seed, val_fraction)
 
     def split(x, y, idx=None):
         if idx is not None:

@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from nas.cli import _Parser, run
 from nas.device import add_device_argument
 from netadapt.refine import OBJECTIVES
-from search_spaces.errors import UserError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,41 +50,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def refine_command(args) -> int:
-    import torch
+    """`netadapt refine`: `nas.api.refine` with the command's arguments, and its result printed."""
+    from nas.api import refine
 
-    from nas.data import absolute_spec
-    from nas.run_config import absolute_target
-    from nas.device import resolve_device
-    from netadapt.outputs import write_outputs
-    from netadapt.refine import Refiner, settings_from_config, source_config
-
-    if args.threads is not None:
-        if args.threads < 1:
-            raise UserError(f"--threads must be at least 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    source = Path(os.path.abspath(args.run_dir))  # every path absolute from here on
-    target, data = args.target and absolute_target(args.target), args.data and absolute_spec(args.data)
-    settings = settings_from_config(
-        source_config(source, target, data), target=target, data=data, train_subset=args.train_subset,
-        target_latency=args.target_latency, target_ratio=args.target_ratio, step_ratio=args.step_ratio,
-        step_decay=args.step_decay, short_term_steps=args.short_term_steps,
-        long_term_epochs=args.long_term_epochs, objective=args.objective, batch_size=args.batch_size,
-        lr=args.lr)
-    out = Path(os.path.abspath(args.out)) if args.out else source / "netadapt"
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file, not a directory")
-    state, model = Refiner(source, settings, out, threads=args.threads, device=device,
-                           progress=not args.no_progress).run()
-    r = write_outputs(state, model, source, out)
+    refined = refine(args.run_dir, args.target_ratio, target_latency=args.target_latency, target=args.target,
+                     data=args.data, train_subset=args.train_subset, step_ratio=args.step_ratio,
+                     step_decay=args.step_decay, short_term_steps=args.short_term_steps,
+                     long_term_epochs=args.long_term_epochs, objective=args.objective, batch_size=args.batch_size,
+                     lr=args.lr, out=args.out, device=args.device, threads=args.threads,
+                     progress=not args.no_progress)
+    r = refined.result
     measured = ""
     if r["final_measured_ms"] is not None:
         measured = f" (measured here {r['start_measured_ms']:.2f} -> {r['final_measured_ms']:.2f} ms)"
     print(f"{r['start_ms']:.3f} -> {r['final_ms']:.3f} ms on {r['target']}{measured}, budget "
           f"{r['budget_ms']:.3f} ms, {r['iterations']} iteration(s); val acc {r['start_val_acc']:.4f} -> "
           f"{r['final_val_acc']:.4f}, test acc {r['start_test_acc']:.4f} -> {r['final_test_acc']:.4f}")
-    print(f"wrote {out}")
-    return 0 if r["within_budget"] else 1
+    print(f"wrote {refined.path}")
+    return 0 if refined.within_budget else 1
 
 
 def main(argv=None) -> int:
