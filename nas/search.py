@@ -17,11 +17,13 @@ from tqdm import tqdm
 
 from nas.controllers import make_controller
 from nas.evaluation import JOB_KEYS, cached_target, deployment_arch
+from nas.evaluators import evaluator
 from nas.latency_window import LatencyWindow, Screen
 from nas.ray_session import ray_session
 from nas.reward import Reward
 from nas.run_config import RunConfig
 from nas.run_dir import TRIAL_COLUMNS, RunDir, write_csv
+from nas.search_report import measured_accuracy
 from search_spaces.atomic import atomic_write
 from search_spaces.errors import UserError
 from search_spaces.ir import Arch
@@ -37,6 +39,7 @@ class SearchSession:
         self.run, self.cfg = run, run.config()
         self.space = get_space(self.cfg.space)
         self.reward = Reward(self.cfg.reward, self.cfg.latency_target_ms, self.cfg.w)
+        self.scorer = evaluator(self.cfg.evaluator)
         self.controller = make_controller(self.cfg.controller, self.space, seed=self.cfg.seed,
                                           n_objectives=self.reward.n_objectives)
         self.trials = run.trials()
@@ -119,7 +122,7 @@ class SearchSession:
             arch = deployment_arch(self.cfg.space, vector, self.cfg.num_classes, self.cfg.deploy_resolution)
             result = {"arch": arch.to_string(), "status": "failed", "reason": "worker error (see Ray logs)"}
         row = {"trial": len(self.trials), "key": key, "vector": json.dumps(vector), "rejected_before": rejected,
-               **result}
+               **result, "accuracy_source": self.scorer.accuracy_source(vector) if result["status"] == "ok" else ""}
         weights = self.weights.pop(key, None)
         if row["status"] == "ok" and weights is None:  # e.g. a worker running other code: a failed trial
             row.update(status="failed", reason="no weights came back from the worker")
@@ -170,7 +173,8 @@ class SearchSession:
     def _show_best(self) -> None:
         best = self.best_row()
         if best is not None:
-            self.bar.set_postfix_str(f"best reward {best['reward']:.4f} (acc {best['accuracy']:.3f}, "
+            what = "acc" if measured_accuracy(self.cfg) else "score quantile"
+            self.bar.set_postfix_str(f"best reward {best['reward']:.4f} ({what} {best['accuracy']:.3f}, "
                                      f"{best['latency_ms']:.1f} ms)")
 
 
@@ -221,7 +225,6 @@ def run_in_process(run: RunDir, progress: bool = True) -> SearchSession:
 
 def run_search(run: RunDir, address: str | None = None, progress: bool = True) -> pd.DataFrame:
     """Run (or continue) the search in `run`; returns the trials table."""
-    from nas.evaluators import evaluator
     from nas.search_report import write_reports
 
     cfg = run.config()

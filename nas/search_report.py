@@ -1,6 +1,8 @@
 """Reports of a search run: pareto.csv, reward.png, pareto.png and summary.md (all atomic)."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -156,8 +158,31 @@ def scoring_words(cfg: RunConfig) -> str:
     return evaluator(cfg.evaluator).describe(cfg)
 
 
+def final_lines(final: dict | None) -> list[str]:
+    """The summary's opening when the top candidates were trained (`nas train`, `--final-top`): the
+    winner that best/ holds, and, when the space has a reference, whether it beats it."""
+    if not final:
+        return []
+    lines = ["## Winner (trained)", "",
+             f"trial {final['trial']} trained {final['epochs']:g} epoch(s): validation accuracy "
+             f"{final['val_accuracy']:.4f}, test accuracy {final['test_accuracy']:.4f}, latency "
+             f"{final['latency_ms']:.2f} ms, {final['macs'] / 1e6:.1f}M MACs, {final['params'] / 1e6:.2f}M params; "
+             f"picked among the top candidates on validation accuracy (reward), see final/results.csv.",
+             "", f"`{final['arch']}`", "", "Files: best/arch.json, best/model.pt, best/model.onnx (copied from "
+             f"{final['dir']}/).", ""]
+    ref, vs = final.get("reference"), final.get("versus_reference")
+    if ref and vs:
+        lines += ["### Against the reference, trained the same way", "",
+                  f"{ref['name']}: test accuracy {ref['test_accuracy']:.4f} at {ref['latency_ms']:.2f} ms. The winner "
+                  f"**{vs['verdict']}** it: {vs['accuracy_gap']:+.4f} test accuracy at {vs['latency_ratio']:.2f}x its "
+                  f"latency. Paired on the same {vs['images']} test images (McNemar's exact test): the winner alone "
+                  f"is right on {vs['a_only']}, the reference alone on {vs['b_only']}, p = {vs['p']:.3g} "
+                  f"({'a difference' if vs['p'] < 0.05 else 'no significant difference'} at 5%).", ""]
+    return lines
+
+
 def summary_text(cfg: RunConfig, trials: pd.DataFrame, front: pd.DataFrame, refs: dict, top: int = 5,
-                 trained_ref: pd.DataFrame | None = None) -> str:
+                 trained_ref: pd.DataFrame | None = None, final: dict | None = None) -> str:
     ok = trials[trials["status"] == "ok"].sort_values("reward", ascending=False)
     failed = trials[trials["status"] != "ok"]
     lines = [f"# Search {cfg.space} on {cfg.target}", "",
@@ -172,7 +197,8 @@ def summary_text(cfg: RunConfig, trials: pd.DataFrame, front: pd.DataFrame, refs
     best = ok.iloc[0]
     ref_ms = refs.get(cfg.reference)
     measured = measured_accuracy(cfg)
-    lines += ["## Best candidate", "",
+    lines += final_lines(final)
+    lines += ["## Best candidate of the search" if final else "## Best candidate", "",
               f"trial {best['trial']}: reward {best['reward']:.4f}, {accuracy_label(cfg)} {best['accuracy']:.4f}, "
               f"latency {best['latency_ms']:.2f} ms, {best['macs'] / 1e6:.1f}M MACs, {best['params'] / 1e6:.2f}M params"]
     if ref_ms:
@@ -184,7 +210,12 @@ def summary_text(cfg: RunConfig, trials: pd.DataFrame, front: pd.DataFrame, refs
     if trained_ref is not None:  # marked in the trial column; not a candidate of the search
         top_rows = pd.concat([top_rows, trained_ref.assign(trial="reference", accuracy_vs_best=versus_best(
             trained_ref["accuracy"], ok["accuracy"].max(), cfg.val_images))[top_rows.columns]])
-    lines += ["", f"`{best['arch']}`", "", "Files: best/arch.json, best/model.pt, best/model.onnx.", "",
+    files = ("Its weights are not kept: best/ holds the trained winner above." if final else
+             "Files: best/arch.json, best/model.pt, best/model.onnx." if measured else
+             f"Files: best/arch.json, best/model.pt, best/model.onnx: UNTRAINED weights ({cfg.evaluator} scores "
+             f"networks at initialization); train the top candidates with `nas train <this run directory>` before "
+             f"deploying.")
+    lines += ["", f"`{best['arch']}`", "", files, "",
               *reference_lines(cfg, best, trained_ref), *(ranking_lines(cfg, ok) if measured else []),
               f"## Top {min(top, len(ok))} by reward", "", markdown_table(top_rows), "",
               f"## Pareto front ({len(front)} candidates)", "", markdown_table(front[TOP_COLUMNS]), "",
@@ -204,4 +235,6 @@ def write_reports(run: RunDir, trials: pd.DataFrame) -> None:
         plot_reward(trials, run / "reward.png")
         ylabel = "validation accuracy (proxy)" if measured_accuracy(cfg) else accuracy_label(cfg)
         plot_pareto(trials, front, refs, cfg.latency_target_ms, ylabel, run / "pareto.png")
-    write_text(run / "summary.md", summary_text(cfg, trials, front, refs, trained_ref=run.reference()))
+    final = run / "final" / "winner.json"
+    write_text(run / "summary.md", summary_text(cfg, trials, front, refs, trained_ref=run.reference(),
+                                                final=json.loads(final.read_text()) if final.exists() else None))

@@ -13,14 +13,18 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from nas.data import Data, Split
 from nas.device import amp_dtype
+from search_spaces.atomic import atomic_path
+from search_spaces.errors import UserError
 from search_spaces.builder import Net, build_model
 from search_spaces.ir import Arch
 from search_spaces.proxy import for_proxy
@@ -31,6 +35,10 @@ ONECYCLE_PCT_START = 0.1
 
 #: on CUDA, steps between the host's checks that the loss is finite (each check waits for the GPU)
 CUDA_SYNC_EVERY = 50
+
+
+#: a checkpointed training writes its state at least this often (and at every epoch's end)
+CHECKPOINT_EVERY_S = 120.0
 
 
 class TrainingDiverged(RuntimeError):
@@ -127,9 +135,15 @@ def build_for_training(arch: Arch, data: Data, seed: int = 0) -> Net:
     return build_model(for_proxy(arch.replace(num_classes=data.num_classes), data.resolution))
 
 
-def train(model: nn.Module, data: Data, cfg: TrainConfig, split: Split | None = None) -> dict:
+def train(model: nn.Module, data: Data, cfg: TrainConfig, split: Split | None = None,
+          checkpoint: Path | None = None, progress: bool = False) -> dict:
     """Train in place on `split` (default: data.train), moving `model` to `cfg.device`;
-    return val accuracy, loss and speed."""
+    return val accuracy (NaN when `data.val` is empty), loss and speed.
+
+    With `checkpoint`, the whole state (weights, optimizer, schedule, random generators, the epoch's
+    order) is written there atomically every `CHECKPOINT_EVERY_S` seconds and at each epoch's end,
+    and a call that finds the file continues from it: a run killed anywhere and resumed ends with
+    the weights an uninterrupted run gives (on the same device and thread count)."""
     device = torch.device(cfg.device)
     split = (split or data.train).to(device)  # no copy when the data already lives there
     cuda = device.type == "cuda"
@@ -150,10 +164,14 @@ def train(model: nn.Module, data: Data, cfg: TrainConfig, split: Split | None = 
         check_every = CUDA_SYNC_EVERY if cuda else 1
         # float64 sum of the float32 losses: the same number the CPU path's Python-float sum gave
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        start, step, seen = time.perf_counter(), 0, 0
+        run = _Progress(model, opt, sched, scaler, gen, checkpoint, cfg)
+        step, seen, elapsed, order = run.restore(loss_sum)
+        start = time.perf_counter() - elapsed
+        bar = tqdm(total=total, initial=step, desc="training", unit="step", disable=not progress, leave=False)
         while step < total:
-            order = torch.randperm(n, generator=gen, device=device)
-            for i in range(per_epoch):
+            if order is None:
+                order = torch.randperm(n, generator=gen, device=device)
+            for i in range(step % per_epoch, per_epoch):
                 if step >= total:
                     break
                 idx = order[i * bs:(i + 1) * bs]
@@ -170,14 +188,69 @@ def train(model: nn.Module, data: Data, cfg: TrainConfig, split: Split | None = 
                 sched.step()
                 step += 1
                 seen += len(idx)
+                bar.update()
+                epoch_end = step % per_epoch == 0
+                run.maybe_save(step, seen, time.perf_counter() - start, loss_sum, None if epoch_end else order,
+                               force=epoch_end or step == total)
+            order = None
+        bar.close()
         if cfg.recalibrate_images:
             recalibrate_bn(model, split, gen, cfg.flip, images=cfg.recalibrate_images)
         if cuda:
             torch.cuda.synchronize(device)  # the clock stops when the GPU's queued work is done
         seconds = time.perf_counter() - start
-        val_acc = evaluate(model, data.val)
+        val_acc = evaluate(model, data.val) if len(data.val) else float("nan")
     return {"val_acc": val_acc, "train_loss": loss_sum.item() / max(1, step), "steps": step,
             "seconds": seconds, "images_per_s": seen / max(seconds, 1e-9)}
+
+
+class _Progress:
+    """A training's resumable state in one file: written atomically, read back with
+    `weights_only=True` (tensors and plain numbers only)."""
+
+    def __init__(self, model, opt, sched, scaler, gen, path: Path | None, cfg: TrainConfig):
+        self.parts = {"model": model, "opt": opt, "sched": sched, "scaler": scaler}
+        self.gen, self.path, self.cfg = gen, Path(path) if path else None, cfg
+        self.last = time.monotonic()
+
+    def restore(self, loss_sum: torch.Tensor):
+        """(step, images seen, seconds spent, the current epoch's order or None) of the saved state."""
+        if self.path is None or not self.path.exists():
+            return 0, 0, 0.0, None
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise UserError(f"cannot resume from {self.path}: {str(e).splitlines()[0]} (delete it to start over)") \
+                from None
+        if state["config"] != _fingerprint(self.cfg):
+            raise UserError(f"{self.path} was written by another training configuration "
+                            f"({state['config']}); delete it to start over")
+        for name, part in self.parts.items():
+            part.load_state_dict(state[name])
+        self.gen.set_state(state["gen"])
+        torch.set_rng_state(state["torch_rng"])
+        loss_sum.fill_(float(state["loss_sum"]))
+        order = state["order"]
+        return int(state["step"]), int(state["seen"]), float(state["seconds"]), \
+            None if order is None else order.to(loss_sum.device)
+
+    def maybe_save(self, step: int, seen: int, seconds: float, loss_sum: torch.Tensor, order, force: bool) -> None:
+        if self.path is None or not (force or time.monotonic() - self.last >= CHECKPOINT_EVERY_S):
+            return
+        state = {name: part.state_dict() for name, part in self.parts.items()} | {
+            "gen": self.gen.get_state(), "torch_rng": torch.get_rng_state(), "loss_sum": float(loss_sum),
+            "order": None if order is None else order.cpu(), "step": step, "seen": seen, "seconds": seconds,
+            "config": _fingerprint(self.cfg)}
+        with atomic_path(self.path) as tmp:
+            torch.save(state, tmp)
+        self.last = time.monotonic()
+
+
+def _fingerprint(cfg: TrainConfig) -> str:
+    """The settings a resumed training must share with the one that wrote the checkpoint."""
+    d = cfg.to_dict()
+    d.pop("threads", None)
+    return repr(sorted(d.items()))
 
 
 def _check_finite(loss_sum: torch.Tensor, loss: torch.Tensor, step: int, every: int) -> None:
@@ -215,16 +288,22 @@ def recalibrate_bn(model: nn.Module, split: Split, gen: torch.Generator, flip: b
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, split: Split, batch_size: int = 500) -> float:
-    """Top-1 accuracy of `model` on `split`, in [0, 1], computed on the model's device."""
+def correct(model: nn.Module, split: Split, batch_size: int = 500) -> torch.Tensor:
+    """Per image of `split`, whether `model`'s top-1 prediction is right (a bool CPU tensor): two
+    models scored on the same images are compared image by image (a paired test)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     split = split.to(device)
-    correct = torch.zeros((), dtype=torch.long, device=device)
+    hits = []
     for i in range(0, len(split), batch_size):
         with _autocast(device):
             logits = model(split.normalize(split.x[i:i + batch_size]))
-        correct += (logits.argmax(1) == split.y[i:i + batch_size]).sum()
+        hits.append(logits.argmax(1) == split.y[i:i + batch_size])
     model.train(was_training)
-    return correct.item() / max(1, len(split))
+    return torch.cat(hits).cpu() if hits else torch.zeros(0, dtype=torch.bool)
+
+
+def evaluate(model: nn.Module, split: Split, batch_size: int = 500) -> float:
+    """Top-1 accuracy of `model` on `split`, in [0, 1], computed on the model's device."""
+    return correct(model, split, batch_size).sum().item() / max(1, len(split))
