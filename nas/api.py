@@ -457,12 +457,37 @@ def _export_onnx(model, path: Path) -> None:
     export_onnx(model, path)
 
 
+def _runtime_exporter(name: str) -> Callable[[Any, Path], None]:
+    """A phone runtime's exporter (`nas.deploy_export`, the `[deploy]` extra): the network (an Arch
+    gets fresh weights, seed 0) in float at its own resolution, checked against PyTorch on 8
+    random images, the check printed as `nas arch export` prints it."""
+    def export(model, path: Path) -> None:
+        import numpy as np
+        import torch
+
+        from nas import deploy_export
+        from search_spaces.builder import build_model
+
+        if not isinstance(model, torch.nn.Module):
+            torch.manual_seed(0)
+            model = build_model(model)
+        r = model.arch.resolution
+        inputs = np.random.default_rng(0).standard_normal((8, model.arch.in_channels, r, r)).astype(np.float32)
+        result = getattr(deploy_export, f"export_{name}")(model, path, inputs)
+        print(deploy_export.describe(result, path, "8 random images"))
+    return export
+
+
 EXPORTERS[".onnx"] = _export_onnx
+EXPORTERS[".tflite"] = _runtime_exporter("litert")    # LiteRT (TensorFlow Lite)
+EXPORTERS[".pte"] = _runtime_exporter("executorch")   # ExecuTorch, XNNPACK delegate
 
 
 def export(model_or_arch: torch.nn.Module | Arch | Winner | str, path: str | os.PathLike) -> Path:
-    """Write a network for deployment; the format follows `path`'s suffix (".onnx": ONNX, with the
-    network's weights; an Arch or an IR string gets fresh weights). Returns the path written."""
+    """Write a network for deployment; the format follows `path`'s suffix: ".onnx" (ONNX),
+    ".tflite" (LiteRT) or ".pte" (ExecuTorch with XNNPACK; these two need `pip install -e
+    '.[deploy]'` and print their check against PyTorch). The network keeps its weights; an Arch or
+    an IR string gets fresh ones. Returns the path written."""
     from search_spaces.builder import Net
     from search_spaces.ir import Arch
 

@@ -90,7 +90,15 @@ def test_refine_predict_and_export(run, tmp_path):
                                rtol=1e-3, atol=1e-3)
     assert nas.export("mobilenet_v3_large", tmp_path / "fresh.onnx").stat().st_size > 0
     with pytest.raises(nas.UserError, match="format follows the suffix"):
-        nas.export(small.model, tmp_path / "small.tflite")
+        nas.export(small.model, tmp_path / "small.tf")
+
+
+@pytest.mark.parametrize("suffix, package", [(".tflite", "litert_torch"), (".pte", "executorch")])
+def test_export_to_the_phone_runtimes(suffix, package, tmp_path, capsys):
+    pytest.importorskip(package, reason="the [deploy] extra is not installed (CI installs it)")
+    path = nas.export("mobilenet_v3_small", tmp_path / f"small{suffix}")
+    assert path.stat().st_size > 0
+    assert "top-1 agreement" in capsys.readouterr().out  # the check ran and was printed
 
 
 def test_predict_agrees_with_the_command_line(capsys):
