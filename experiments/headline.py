@@ -213,11 +213,12 @@ def networks(plan: Plan, done: dict) -> pd.DataFrame:
 
 
 def train_order(plan: Plan, table: pd.DataFrame) -> list[str]:
-    """T's winner first (NetAdapt starts from it), then each budget's best, NetAdapt, the rest."""
+    """The references trained here first (the recipe's check: is this CPU's accuracy the ground
+    truth's?), then T's winner (NetAdapt starts from it), each budget's best, NetAdapt, the rest."""
     names = list(table["network"])
     first = [n for n in ("T_1", "tight_1", "netadapt_0.75T") if n in names]
     rest = [n for n in names if n not in first and not n.startswith(CURVE)]
-    return first + rest + [n for n in plan.train_references if n in names]
+    return [n for n in plan.train_references if n in names] + first + rest
 
 
 def report(plan: Plan, work: Path, results: Path, name: str, quick: bool) -> pd.DataFrame:
