@@ -202,9 +202,10 @@ def search(space: str = "mnv3", target: str = "pixel_cpu", data: Data | None = N
     """Hardware-aware architecture search (MnasNet's reward, Ray Tune trials): `nas search`.
 
     Args:
-        space: search space: "mnv3" (default), "mnv3_small" or "nasbench_macro".
+        space: search space: "mnv3" (default), "mnv3_small", "nasbench_macro" or "accel_nasbench".
         target: latency target: "pixel_cpu" (default, shipped), "local_cpu", "local_cpu_int8" (this
-            machine, float or 8-bit) or a table file (.csv, e.g. from `build_table`).
+            machine, float or 8-bit), an Accel-NASBench device ("zcu102", "vck190", "a100", "rtx3090",
+            "tpuv2", "tpuv3"; tables of `accel_nasbench`) or a table file (.csv, e.g. from `build_table`).
         data: the images candidates train on: a spec ("digits", the default; "cifar10:DIR",
             "imagefolder:DIR", "npz:FILE"), or a torch Dataset of (image, label) items (images
             C x H x W, uint8 or float in [0, 1], 1 or 3 channels, one size; integer labels), or a
