@@ -50,7 +50,7 @@ from nas.run_dir import RunDir, write_csv, write_json, write_text  # noqa: E402
 from nas.search_report import markdown_table  # noqa: E402
 from netadapt.cli import main as netadapt  # noqa: E402
 from onnx_latency import THOROUGH, measure_end_to_end  # noqa: E402
-from results_paths import shown  # noqa: E402
+from results_paths import experiment_state, shown  # noqa: E402
 from script_main import run_script  # noqa: E402
 from search_spaces.atomic import atomic_path  # noqa: E402
 from search_spaces.counting import count  # noqa: E402
@@ -305,8 +305,7 @@ def plot(table: pd.DataFrame, curve: pd.DataFrame, stages: dict, path: Path, lab
 
 def run(a) -> None:
     name = "headline" + ("_quick" if a.quick else "")
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hw-nas" / "experiments"
-    work = (a.work or base / name).resolve()
+    work = (a.work or experiment_state(name)).resolve()
     plan = make_plan(a)
     data_sizes(plan.data)  # data it cannot read: one line, before anything runs
     plan_file = work / "plan.json"
