@@ -14,7 +14,7 @@ import pandas as pd
 
 from nas.benchmarks.nasbench_macro import distinct
 from nas.data import Data, load_data
-from nas.search_cli import PROXY_DEFAULTS
+from nas.search_setup import PROXY_DEFAULTS
 from results_paths import shown
 from search_spaces.errors import UserError
 from search_spaces.ir import Arch

@@ -59,7 +59,7 @@ from matplotlib.figure import Figure
 
 from nas.benchmarks.nasbench_macro import canonical, distinct, records
 from nas.evaluators import score_batches
-from nas.search_cli import PROXY_DEFAULTS
+from nas.search_setup import PROXY_DEFAULTS
 from nas.zero_cost import score_arch
 from nas.run_dir import write_csv, write_text
 from nas.search_report import markdown_table

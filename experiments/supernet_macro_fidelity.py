@@ -53,7 +53,7 @@ from nas.data import flips, parse_spec  # noqa: E402
 from nas.device import add_device_argument, resolve_device  # noqa: E402
 from nas.evaluation import cached_data  # noqa: E402
 from nas.run_dir import write_csv, write_text  # noqa: E402
-from nas.search_cli import PROXY_DEFAULTS  # noqa: E402
+from nas.search_setup import PROXY_DEFAULTS  # noqa: E402
 from nas.search_report import markdown_table  # noqa: E402
 from nas.supernet.directory import EpochNotKept, SupernetConfig, SupernetDir  # noqa: E402
 from nas.supernet.model import Supernet  # noqa: E402

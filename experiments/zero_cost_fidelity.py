@@ -47,7 +47,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from nas.evaluators import batch_count, score_batches  # noqa: E402
 from nas.run_dir import write_csv, write_text  # noqa: E402
-from nas.search_cli import PROXY_DEFAULTS  # noqa: E402
+from nas.search_setup import PROXY_DEFAULTS  # noqa: E402
 from nas.search_report import markdown_table  # noqa: E402
 from nas.zero_cost import SCORES, score_arch  # noqa: E402
 from macro_bands import LATENCY_CSV, SEED, proxy_arch, sample, search_images, sets_of, table_latency  # noqa: E402

@@ -105,7 +105,7 @@ def trained_data(trained: Trained, data_spec: str, resolution: int | None) -> Da
 
     A run directory's settings pick the split (seed, training subset) and resolution, so the
     normalization is the one the model was trained with and no training image is validated on."""
-    from nas.search_cli import PROXY_DEFAULTS
+    from nas.search_setup import PROXY_DEFAULTS
 
     cfg = trained.config
     if cfg and cfg.data != data_spec:  # another data set's top-1 would say nothing about this model
